@@ -1,0 +1,195 @@
+//! Command-line interface: parse, call one command, return its exit code.
+
+use crate::error::{Error, Result};
+use crate::output::Format;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "stackproof", version, about = "Deploy a monitoring stack to a VPS and prove that it works",
+    long_about = "Deploy a monitoring stack to a VPS and prove that it works: a person would see data and get paged.\n\n\
+Exit codes: 0 success; 1 lint errors, failed checks or a red gate; 2 could not run; 3 yellow gate.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Host entry to act on (from .stackproof/hosts.yml)
+    #[arg(long, global = true, env = "STACKPROOF_HOST")]
+    pub host: Option<String>,
+    /// Stack directory
+    #[arg(long, global = true, default_value = "stack")]
+    pub stack: PathBuf,
+    /// Output format: text for people, json for machines (one document on stdout)
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Offline preflight of a stack directory or single files
+    Lint {
+        #[command(flatten)]
+        common: Common,
+        /// Stack directories or single files (dashboards, rules, configs); default: --stack
+        paths: Vec<PathBuf>,
+        /// Also run promtool/amtool from the local images in a throwaway container
+        #[arg(long)]
+        with_promtool: bool,
+    },
+    /// Show what a deploy would change on the host
+    Plan {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Sync the stack into a new release, bring it up, verify it (with the drill)
+    Deploy {
+        #[command(flatten)]
+        common: Common,
+        /// Force the outage drill
+        #[arg(long, conflicts_with = "no_drill")]
+        drill: bool,
+        /// Skip the outage drill
+        #[arg(long)]
+        no_drill: bool,
+        /// Leave a release that failed verification in place
+        #[arg(long)]
+        no_rollback: bool,
+        /// Wait up to this long for another deploy's lock (e.g. 2m)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lock_wait: Option<Duration>,
+        /// Deploy even when lint finds errors (for testing verify's live checks)
+        #[arg(long, hide = true)]
+        skip_lint: bool,
+    },
+    /// Check the deployed stack as a person would
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// Run the outage drill
+        #[arg(long)]
+        drill: bool,
+        /// Also wait for the real alert to fire and reach its real receiver
+        #[arg(long)]
+        drill_real: bool,
+        /// Write a self-contained HTML report
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Go back to the last verified release (or --to RELEASE)
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Releases, containers, host exporter, lock and last verification
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Release a lock left by a crashed deploy
+    Unlock {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-verify on a schedule, publish a dead-man's switch, evaluate the gate
+    Watch {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "protocol")]
+        every: Option<Duration>,
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        #[arg(long)]
+        runs: Option<u64>,
+        #[arg(long)]
+        on_red: Option<String>,
+        #[arg(long)]
+        on_yellow: Option<String>,
+        #[arg(long)]
+        drill_every: Option<u64>,
+    },
+    /// Evaluate the go/no-go gate once: exit 0 green, 1 red, 3 yellow, 2 could not evaluate
+    Gate {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+impl Command {
+    pub fn common(&self) -> &Common {
+        match self {
+            Command::Lint { common, .. }
+            | Command::Plan { common }
+            | Command::Deploy { common, .. }
+            | Command::Verify { common, .. }
+            | Command::Rollback { common, .. }
+            | Command::Status { common }
+            | Command::Unlock { common }
+            | Command::Watch { common, .. }
+            | Command::Gate { common } => common,
+        }
+    }
+}
+
+impl Common {
+    /// The host name, or a could-not-run error saying how to name one.
+    pub fn require_host(&self) -> Result<&str> {
+        self.host.as_deref().ok_or_else(|| {
+            Error::config(
+                "host_missing",
+                "this command needs a host",
+                "pass --host NAME (a key under `hosts:` in .stackproof/hosts.yml), e.g. --host sandbox",
+            )
+        })
+    }
+}
+
+/// Run one command and return the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Lint { common, paths, with_promtool } => {
+            let paths = if paths.is_empty() { vec![common.stack.clone()] } else { paths };
+            crate::lint::command(&paths, with_promtool, common.format)
+        }
+        Command::Plan { .. } => Err(Error::NotImplemented { what: "plan", issue: 5 }),
+        Command::Deploy { .. } => Err(Error::NotImplemented { what: "deploy", issue: 5 }),
+        Command::Verify { .. } => Err(Error::NotImplemented { what: "verify", issue: 6 }),
+        Command::Rollback { .. } => Err(Error::NotImplemented { what: "rollback", issue: 7 }),
+        Command::Status { .. } => Err(Error::NotImplemented { what: "status", issue: 6 }),
+        Command::Unlock { .. } => Err(Error::NotImplemented { what: "unlock", issue: 5 }),
+        Command::Watch { .. } => Err(Error::NotImplemented { what: "watch", issue: 8 }),
+        Command::Gate { .. } => Err(Error::NotImplemented { what: "gate", issue: 8 }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_flags_after_subcommand() {
+        let cli = Cli::try_parse_from(["stackproof", "deploy", "--host", "sandbox", "--format", "json", "--no-drill"]).unwrap();
+        let c = cli.command.common();
+        assert_eq!(c.host.as_deref(), Some("sandbox"));
+        assert_eq!(c.format, Format::Json);
+    }
+
+    #[test]
+    fn drill_flags_conflict() {
+        assert!(Cli::try_parse_from(["stackproof", "deploy", "--drill", "--no-drill"]).is_err());
+    }
+
+    #[test]
+    fn lock_wait_takes_a_duration() {
+        let cli = Cli::try_parse_from(["stackproof", "deploy", "--lock-wait", "2m"]).unwrap();
+        match cli.command {
+            Command::Deploy { lock_wait, .. } => assert_eq!(lock_wait, Some(Duration::from_secs(120))),
+            _ => panic!("not deploy"),
+        }
+    }
+}

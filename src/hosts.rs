@@ -1,0 +1,356 @@
+//! Host entries: where a stack is deployed and with which credentials.
+//!
+//! Read from `$STACKPROOF_HOSTS`, else `.stackproof/hosts.yml` in the current directory,
+//! else `$XDG_CONFIG_HOME/stackproof/hosts.yml` (`~/.config/...`). Relative paths are
+//! relative to the file's directory. The file is never committed: it points at keys.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsFile {
+    hosts: BTreeMap<String, RawHost>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    address: String,
+    #[serde(default = "default_port")]
+    port: u16,
+    user: String,
+    identity_file: PathBuf,
+    known_hosts: Option<PathBuf>,
+    #[serde(default = "default_remote_dir")]
+    remote_dir: String,
+    #[serde(default = "default_docker_socket")]
+    docker_socket: String,
+    #[serde(default)]
+    images: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+    /// Prefer a systemd unit for the host exporter (`auto` detects systemd on the host).
+    #[serde(default)]
+    supervisor: Supervisor,
+}
+
+fn default_port() -> u16 {
+    22
+}
+fn default_remote_dir() -> String {
+    "/srv/stackproof".into()
+}
+fn default_docker_socket() -> String {
+    "/var/run/docker.sock".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Supervisor {
+    #[default]
+    Auto,
+    Systemd,
+    Process,
+}
+
+/// Where a secret's value comes from. The value itself is only read when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// `{file: PATH}` or `{env: VAR}`: serde_yaml reads enums as YAML tags, so the map form
+/// is read through this struct and checked by hand.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    file: Option<PathBuf>,
+    env: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match RawSecret::deserialize(d)? {
+            RawSecret { file: Some(f), env: None } => Ok(SecretSource::File(f)),
+            RawSecret { file: None, env: Some(v) } => Ok(SecretSource::Env(v)),
+            _ => Err(serde::de::Error::custom("a secret is either {file: PATH} or {env: VAR}")),
+        }
+    }
+}
+
+/// A secret value. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One resolved host entry.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: PathBuf,
+    pub known_hosts: Option<PathBuf>,
+    pub remote_dir: String,
+    pub docker_socket: String,
+    pub images: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub supervisor: Supervisor,
+    /// The hosts file this entry came from (for error messages).
+    pub source: PathBuf,
+}
+
+impl Host {
+    /// Read a secret named in this entry. Errors name the secret, never its value.
+    pub fn secret(&self, name: &str) -> Result<Secret> {
+        let src = self.secrets.get(name).ok_or_else(|| {
+            Error::config(
+                "secret_missing",
+                format!("host {} has no value for secret `{name}` in {}", self.name, self.source.display()),
+                format!("add `secrets: {{{name}: {{file: PATH}}}}` (or `{{env: VAR}}`) to the `{}` entry", self.name),
+            )
+        })?;
+        let value = match src {
+            SecretSource::File(p) => std::fs::read_to_string(p).map_err(|e| {
+                Error::config(
+                    "secret_missing",
+                    format!("secret `{name}` of host {}: cannot read {}: {e}", self.name, p.display()),
+                    "create the file (mode 0600) or point the host entry at the right path",
+                )
+            })?,
+            SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+                Error::config(
+                    "secret_missing",
+                    format!("secret `{name}` of host {}: environment variable {var} is not set", self.name),
+                    format!("export {var}=... before running stackproof"),
+                )
+            })?,
+        };
+        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        if value.is_empty() {
+            return Err(Error::config(
+                "secret_missing",
+                format!("secret `{name}` of host {} is empty", self.name),
+                "set a non-empty value",
+            ));
+        }
+        Ok(Secret(value))
+    }
+
+    /// `user@address` for messages.
+    pub fn display_target(&self) -> String {
+        format!("{}@{}:{}", self.user, self.address, self.port)
+    }
+}
+
+/// Which hosts file applies, in the documented order.
+pub fn hosts_file_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STACKPROOF_HOSTS") {
+        return Some(PathBuf::from(p));
+    }
+    let local = PathBuf::from(".stackproof/hosts.yml");
+    if local.exists() {
+        return Some(local);
+    }
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let p = config_home.join("stackproof/hosts.yml");
+    p.exists().then_some(p)
+}
+
+/// Load the named host from the hosts file that applies.
+pub fn load_host(name: &str) -> Result<Host> {
+    let path = hosts_file_path().ok_or_else(|| {
+        Error::config(
+            "hosts_file_missing",
+            "no hosts file: neither $STACKPROOF_HOSTS, .stackproof/hosts.yml nor ~/.config/stackproof/hosts.yml exists",
+            "create .stackproof/hosts.yml (see README.md, \"Host entries\"), or run scripts/sandbox up for a local sandbox",
+        )
+    })?;
+    load_host_from(&path, name)
+}
+
+pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(
+            "hosts_file_unreadable",
+            format!("cannot read hosts file {}: {e}", path.display()),
+            "check the path and its permissions",
+        )
+    })?;
+    let file: HostsFile = serde_yaml::from_str(&text).map_err(|e| {
+        let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+        Error::config(
+            "hosts_file_invalid",
+            format!("{}{at}: {e}", path.display()),
+            "fix the entry; the keys are listed in README.md, \"Host entries\"",
+        )
+    })?;
+    let raw = file.hosts.get(name).cloned().ok_or_else(|| {
+        let known: Vec<_> = file.hosts.keys().map(String::as_str).collect();
+        Error::config(
+            "host_unknown",
+            format!("no host named `{name}` in {}", path.display()),
+            if known.is_empty() {
+                "the file defines no hosts; add one under `hosts:`".to_string()
+            } else {
+                format!("known hosts: {}", known.join(", "))
+            },
+        )
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let identity_file = abs(&raw.identity_file);
+    if !identity_file.is_file() {
+        return Err(Error::config(
+            "key_missing",
+            format!("host `{name}` in {}: identity_file {} does not exist", path.display(), identity_file.display()),
+            "point identity_file at the private key used to log in (relative paths are relative to the hosts file)",
+        ));
+    }
+    let known_hosts = raw.known_hosts.as_deref().map(abs);
+    if let Some(kh) = &known_hosts {
+        if !kh.is_file() {
+            return Err(Error::config(
+                "known_hosts_missing",
+                format!("host `{name}` in {}: known_hosts {} does not exist", path.display(), kh.display()),
+                format!(
+                    "write the host's key into it, e.g. `ssh-keyscan -p {} {} > {}` after checking the fingerprint out of band",
+                    raw.port,
+                    raw.address,
+                    kh.display()
+                ),
+            ));
+        }
+    }
+    if !raw.remote_dir.starts_with('/') {
+        return Err(Error::config(
+            "hosts_file_invalid",
+            format!("host `{name}` in {}: remote_dir `{}` must be an absolute path", path.display(), raw.remote_dir),
+            "use e.g. /srv/stackproof",
+        ));
+    }
+    let secrets = raw
+        .secrets
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                SecretSource::File(p) => SecretSource::File(abs(&p)),
+                other => other,
+            };
+            (k, v)
+        })
+        .collect();
+    Ok(Host {
+        name: name.to_string(),
+        address: raw.address,
+        port: raw.port,
+        user: raw.user,
+        identity_file,
+        known_hosts,
+        remote_dir: raw.remote_dir.trim_end_matches('/').to_string(),
+        docker_socket: raw.docker_socket,
+        images: raw.images,
+        secrets,
+        supervisor: raw.supervisor,
+        source: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn resolves_relative_paths_and_secrets() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sandbox")).unwrap();
+        write(&d.path().join("sandbox"), "id", "key");
+        write(&d.path().join("sandbox"), "kh", "[127.0.0.1]:2222 ssh-ed25519 AAAA");
+        write(&d.path().join("sandbox"), "pw", "s3cret\n");
+        let f = write(
+            d.path(),
+            "hosts.yml",
+            "hosts:\n  sandbox:\n    address: 127.0.0.1\n    port: 2222\n    user: deploy\n    identity_file: sandbox/id\n    known_hosts: sandbox/kh\n    remote_dir: /srv/x/\n    images: {prometheus: 'r/p:1'}\n    secrets:\n      grafana_admin_password: {file: sandbox/pw}\n",
+        );
+        let h = load_host_from(&f, "sandbox").unwrap();
+        assert_eq!(h.identity_file, d.path().join("sandbox/id"));
+        assert_eq!(h.remote_dir, "/srv/x");
+        assert_eq!(h.images["prometheus"], "r/p:1");
+        let s = h.secret("grafana_admin_password").unwrap();
+        assert_eq!(s.expose(), "s3cret");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+    }
+
+    #[test]
+    fn missing_host_names_the_file_and_known_hosts() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "hosts.yml", "hosts:\n  a:\n    address: x\n    user: u\n    identity_file: /nonexistent\n");
+        let e = load_host_from(&f, "b").unwrap_err();
+        assert_eq!(e.kind(), "host_unknown");
+        assert!(e.to_string().contains("hosts.yml"), "{e}");
+        assert!(e.hint().contains("known hosts: a"));
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn missing_key_file_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "hosts.yml", "hosts:\n  a:\n    address: x\n    user: u\n    identity_file: nope/id\n");
+        let e = load_host_from(&f, "a").unwrap_err();
+        assert_eq!(e.kind(), "key_missing");
+        assert!(e.to_string().contains("nope/id"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_entry_is_reported_with_line() {
+        let d = tempfile::tempdir().unwrap();
+        let f = write(d.path(), "hosts.yml", "hosts:\n  a:\n    address: x\n    user: u\n    identity_fil: k\n");
+        let e = load_host_from(&f, "a").unwrap_err();
+        assert_eq!(e.kind(), "hosts_file_invalid");
+        assert!(e.to_string().contains("identity_fil"), "{e}");
+        assert!(e.to_string().contains("hosts.yml:5"), "{e}");
+    }
+
+    #[test]
+    fn env_secret_missing_names_variable_not_value() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "id", "k");
+        let f = write(
+            d.path(),
+            "hosts.yml",
+            "hosts:\n  a:\n    address: x\n    user: u\n    identity_file: id\n    secrets: {pw: {env: STACKPROOF_TEST_UNSET_VAR_XYZ}}\n",
+        );
+        let h = load_host_from(&f, "a").unwrap();
+        let e = h.secret("pw").unwrap_err();
+        assert!(e.to_string().contains("STACKPROOF_TEST_UNSET_VAR_XYZ"));
+    }
+}

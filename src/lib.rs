@@ -1,0 +1,14 @@
+//! stackproof: deploy a monitoring stack to a VPS and prove that it works.
+//!
+//! Functional core, imperative shell: decisions are pure functions over plain data
+//! (`plan`, lint checks, timing bounds, the gate); effects live in thin adapters
+//! (`remote` for SSH, `engine` for the Docker API, `verify` for HTTP).
+
+pub mod cli;
+pub mod error;
+pub mod hosts;
+pub mod lint;
+pub mod output;
+pub mod stack;
+
+pub use error::{Error, Result};

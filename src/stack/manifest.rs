@@ -1,0 +1,341 @@
+//! The stack manifest, `stack/stackproof.yml`: what runs where, which files each service
+//! reads, and what `verify`, the drill, `watch` and the gate expect.
+//!
+//! Every struct denies unknown keys, so a misspelt key is a lint error with its line.
+//! The manifest knows every key of ARCHITECTURE.md from the start, also those whose
+//! feature arrives later.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where the remote directory is mounted (read-only) in every container. Services read
+/// their files through `<CONTAINER_ROOT>/current/...`, so a new release becomes visible
+/// to a running container when `current` is swapped (a reload, not a recreate).
+pub const CONTAINER_ROOT: &str = "/stackproof";
+/// `CONTAINER_ROOT` + `/current`: the current release as seen from inside a container.
+pub const CONTAINER_CURRENT: &str = "/stackproof/current";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub services: BTreeMap<String, Service>,
+    pub host_exporter: HostExporter,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    #[serde(default)]
+    pub drill: DrillConfig,
+    #[serde(default)]
+    pub watch: WatchConfig,
+    #[serde(default)]
+    pub gate: GateConfig,
+}
+
+/// The four service names ARCHITECTURE.md fixes.
+pub const SERVICE_NAMES: [&str; 4] = ["prometheus", "grafana", "alertmanager", "node_exporter"];
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Official image reference; a host entry's `images:` may override it.
+    pub image: String,
+    /// `uid[:gid]` the container runs as; secrets are owned by it.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Stack paths (files or directories, relative to the stack dir) this service reads.
+    /// A change in them reloads the service (if it has `reload`) or recreates it.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Secrets copied into the container (owned by `user`, mode 0400) before it starts.
+    #[serde(default)]
+    pub secrets: Vec<SecretMount>,
+    /// Named Docker volumes (labelled like every stackproof object).
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    /// HTTP path that answers 200 when the service is ready (on the first port).
+    #[serde(default)]
+    pub health: Option<String>,
+    /// HTTP path to POST to reload the configuration without a restart.
+    #[serde(default)]
+    pub reload: Option<String>,
+    /// Share the host's PID namespace (node-exporter).
+    #[serde(default)]
+    pub host_pid: bool,
+    /// Mount the host's root filesystem read-only at `/host` (node-exporter).
+    #[serde(default)]
+    pub host_rootfs: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub port: u16,
+    /// Bind on all interfaces instead of 127.0.0.1 (the service's own flag must agree).
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretMount {
+    pub name: String,
+    pub dest: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    pub name: String,
+    pub dest: String,
+}
+
+/// The host exporter: a plain process on the VPS (not a container), supervised.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostExporter {
+    /// argv, run with the current release as working directory.
+    pub command: Vec<String>,
+    /// Stack paths the exporter needs; a change restarts it.
+    #[serde(default)]
+    pub files: Vec<String>,
+    pub port: u16,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+
+/// Metric names the stack's own programs expose (beyond the catalogues of the pinned
+/// Prometheus, Alertmanager and node-exporter).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Series names the host exporter exposes (histograms with their _bucket/_sum/_count).
+    #[serde(default)]
+    pub host_exporter: Vec<String>,
+    /// Series names stackproof publishes through node-exporter's textfile collector.
+    #[serde(default)]
+    pub textfile: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Prometheus job names that must be `up`.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Dashboard uids that must be visible in Grafana.
+    #[serde(default)]
+    pub dashboards: Vec<String>,
+    /// Upper bound for the whole verification (checks poll within it).
+    #[serde(default = "default_verify_timeout", with = "humantime_serde_str")]
+    pub timeout: std::time::Duration,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { targets: vec![], dashboards: vec![], timeout: default_verify_timeout() }
+    }
+}
+
+fn default_verify_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// The drill alert (short `for`), in rule group `stackproof-drill`.
+    #[serde(default = "default_drill_alert")]
+    pub alert: String,
+    /// The stack's real alert on the same condition.
+    #[serde(default = "default_real_alert")]
+    pub real_alert: String,
+    /// Alertmanager receiver that reaches stackproof's own webhook.
+    #[serde(default = "default_drill_receiver")]
+    pub receiver: String,
+    /// Port on the host's loopback where the reverse tunnel to the webhook listens.
+    #[serde(default = "default_drill_port")]
+    pub port: u16,
+    /// The whole drill must finish within this; longer bounds are refused up front.
+    #[serde(default = "default_drill_timeout", with = "humantime_serde_str")]
+    pub timeout: std::time::Duration,
+    /// Prometheus job of the host exporter (the drill stops it).
+    #[serde(default = "default_drill_job")]
+    pub job: String,
+}
+
+impl Default for DrillConfig {
+    fn default() -> Self {
+        DrillConfig {
+            alert: default_drill_alert(),
+            real_alert: default_real_alert(),
+            receiver: default_drill_receiver(),
+            port: default_drill_port(),
+            timeout: default_drill_timeout(),
+            job: default_drill_job(),
+        }
+    }
+}
+
+fn default_drill_alert() -> String {
+    "StackproofDrill".into()
+}
+fn default_real_alert() -> String {
+    "HostExporterDown".into()
+}
+fn default_drill_receiver() -> String {
+    "stackproof-drill".into()
+}
+fn default_drill_port() -> u16 {
+    9799
+}
+fn default_drill_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(120)
+}
+fn default_drill_job() -> String {
+    "host-exporter".into()
+}
+
+/// The re-verification schedule: `every` until `until` after the start, step by step.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    #[serde(default = "default_protocol")]
+    pub protocol: Vec<WatchStep>,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig { protocol: default_protocol() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchStep {
+    #[serde(with = "humantime_serde_str")]
+    pub until: std::time::Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub every: std::time::Duration,
+}
+
+fn default_protocol() -> Vec<WatchStep> {
+    let h = |n: u64| std::time::Duration::from_secs(n * 3600);
+    vec![
+        WatchStep { until: h(12), every: std::time::Duration::from_secs(1800) },
+        WatchStep { until: h(24), every: h(1) },
+        WatchStep { until: h(48), every: h(2) },
+    ]
+}
+
+/// Go/no-go criteria, each a PromQL query whose value is compared with thresholds.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    #[serde(default)]
+    pub criteria: Vec<GateCriterion>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GateCriterion {
+    pub name: String,
+    /// PromQL returning one value (or none, see `when_empty`).
+    pub query: String,
+    /// Whether larger values are better (`higher`, pass rate) or worse (`lower`, error rate).
+    pub better: Better,
+    /// Boundary between green and yellow.
+    pub yellow: f64,
+    /// Boundary between yellow and red; without it the criterion is never red.
+    #[serde(default)]
+    pub red: Option<f64>,
+    /// Level when the query returns no sample (e.g. `count()` of nothing).
+    #[serde(default = "default_when_empty")]
+    pub when_empty: Level,
+}
+
+fn default_when_empty() -> Level {
+    Level::Yellow
+}
+
+/// A gate level. Ordered: green < yellow < red.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Green,
+    Yellow,
+    Red,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// Durations in the manifest are written like `30s`, `5m`, `12h` (humantime).
+mod humantime_serde_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))
+    }
+}
+
+impl Manifest {
+    /// Parse a manifest; errors carry the parser's line and column.
+    pub fn from_yaml(text: &str) -> Result<Manifest, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
+    /// The image to run for a service on a host: the host's override, else the manifest's.
+    pub fn image_for<'a>(&'a self, service: &str, overrides: &'a BTreeMap<String, String>) -> Option<&'a str> {
+        overrides.get(service).map(String::as_str).or_else(|| self.services.get(service).map(|s| s.image.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_stack_manifest_parses() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stack/stackproof.yml")).unwrap();
+        let m = Manifest::from_yaml(&text).unwrap();
+        for s in SERVICE_NAMES {
+            assert!(m.services.contains_key(s), "service {s} missing");
+        }
+        assert_eq!(m.drill.alert, "StackproofDrill");
+        assert_eq!(m.watch.protocol.len(), 3);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line() {
+        let e = Manifest::from_yaml("name: x\nservices: {}\nhost_exporter: {command: [a], port: 1}\nverfy: {}\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("verfy"), "{e}");
+        assert_eq!(e.location().unwrap().line(), 4);
+    }
+}

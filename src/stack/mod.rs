@@ -1,0 +1,70 @@
+//! The stack: its manifest and the files it names. One home for the knowledge that
+//! several stages share (manifest, dashboard model, PromQL reading).
+
+pub mod manifest;
+
+pub use manifest::Manifest;
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A loaded stack directory.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Stack {
+    /// Load `DIR/stackproof.yml`. Parse errors are reported by `lint` with their line;
+    /// here they are a could-not-run error that points at `lint`.
+    pub fn load(dir: &Path) -> Result<Stack> {
+        let path = dir.join("stackproof.yml");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::config(
+                "stack_missing",
+                format!("cannot read the stack manifest {}: {e}", path.display()),
+                "pass --stack DIR pointing at a directory with stackproof.yml (the default stack is ./stack)",
+            )
+        })?;
+        let manifest = Manifest::from_yaml(&text).map_err(|e| {
+            let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+            Error::config(
+                "stack_invalid",
+                format!("{}{at}: {e}", path.display()),
+                format!("run `stackproof lint --stack {}` for every finding", dir.display()),
+            )
+        })?;
+        Ok(Stack { dir: dir.to_path_buf(), manifest })
+    }
+
+    /// Every regular file of the stack, as paths relative to its directory, sorted.
+    /// Hidden files and editor leftovers are not part of a release.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        walk(&self.dir, Path::new(""), &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let dir = root.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let name = entry.file_name();
+        let name_s = name.to_string_lossy();
+        if name_s.starts_with('.') || name_s.ends_with('~') || name_s.ends_with(".swp") {
+            continue;
+        }
+        let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+        let child = rel.join(&name);
+        if ft.is_dir() {
+            walk(root, &child, out)?;
+        } else if ft.is_file() {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
