@@ -1,7 +1,11 @@
 //! The stack: its manifest and the files it names. One home for the knowledge that
 //! several stages share (manifest, dashboard model, PromQL reading).
 
+pub mod alertmanager;
+pub mod dashboard;
 pub mod manifest;
+pub mod prometheus;
+pub mod promql;
 
 pub use manifest::Manifest;
 

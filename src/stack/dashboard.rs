@@ -1,0 +1,593 @@
+//! THE dashboard model, parsed once and asked by `lint` and `verify`: panels in rows,
+//! collapsed rows and legacy `rows[]`, their targets, datasource references in all
+//! their forms, template variables, and the substitution of variables and Grafana's
+//! built-ins into a query (grafana-facts.md §4).
+//!
+//! ```
+//! use stackproof::stack::dashboard::{Dashboard, Builtins};
+//! let d = Dashboard::parse(r#"{"title":"t","uid":"u","panels":[{"type":"timeseries","title":"Up",
+//!   "datasource":{"type":"prometheus","uid":"prom"},
+//!   "targets":[{"refId":"A","expr":"rate(up[$__rate_interval])"}]}]}"#).unwrap();
+//! let p = &d.panels()[0];
+//! assert_eq!(d.substitute(p.targets[0].expr.as_deref().unwrap(), &Builtins::default()), "rate(up[1m])");
+//! ```
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// One step of a path into the dashboard JSON (for finding the line of a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+pub type JsonPath = Vec<PathSeg>;
+
+fn push(path: &JsonPath, segs: &[PathSeg]) -> JsonPath {
+    let mut p = path.clone();
+    p.extend_from_slice(segs);
+    p
+}
+fn key(k: &str) -> PathSeg {
+    PathSeg::Key(k.to_string())
+}
+
+/// A datasource reference, in any of the forms Grafana has used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DsRef {
+    /// `null`, missing, `"default"`: the default datasource.
+    Default,
+    /// Legacy string form (schemaVersion < 33): a datasource *name* (or a `$var`).
+    Name(String),
+    /// Object form `{"type": ..., "uid": ...}` (the uid may be a `${var}`).
+    Uid { uid: String, kind: Option<String> },
+    /// `-- Mixed --`: each target names its own.
+    Mixed,
+    /// Grafana's built-in datasource (`-- Grafana --`, uid `grafana`).
+    Grafana,
+    /// `-- Dashboard --`: reuses another panel's results.
+    Dashboard,
+    /// Server-side expressions (`__expr__`).
+    Expression,
+}
+
+impl DsRef {
+    pub fn from_json(v: Option<&Value>) -> DsRef {
+        match v {
+            None | Some(Value::Null) => DsRef::Default,
+            Some(Value::String(s)) => match s.as_str() {
+                "" | "default" => DsRef::Default,
+                "-- Mixed --" => DsRef::Mixed,
+                "-- Grafana --" | "grafana" => DsRef::Grafana,
+                "-- Dashboard --" => DsRef::Dashboard,
+                "__expr__" => DsRef::Expression,
+                _ => DsRef::Name(s.clone()),
+            },
+            Some(Value::Object(o)) => {
+                let kind = o.get("type").and_then(Value::as_str).map(str::to_owned);
+                match o.get("uid").and_then(Value::as_str) {
+                    None | Some("") => match kind.as_deref() {
+                        Some("datasource") => DsRef::Grafana,
+                        _ => DsRef::Default,
+                    },
+                    Some("-- Mixed --") => DsRef::Mixed,
+                    Some("-- Grafana --") | Some("grafana") => DsRef::Grafana,
+                    Some("-- Dashboard --") => DsRef::Dashboard,
+                    Some("__expr__") => DsRef::Expression,
+                    Some(uid) => DsRef::Uid { uid: uid.to_string(), kind },
+                }
+            }
+            Some(_) => DsRef::Default,
+        }
+    }
+
+    /// The template variable this reference goes through (`$ds`, `${ds}`, `[[ds]]`), if any.
+    pub fn variable(&self) -> Option<&str> {
+        let s = match self {
+            DsRef::Name(s) => s,
+            DsRef::Uid { uid, .. } => uid,
+            _ => return None,
+        };
+        var_name_of(s)
+    }
+
+    /// The text written in the reference (name or uid).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            DsRef::Name(s) => Some(s),
+            DsRef::Uid { uid, .. } => Some(uid),
+            _ => None,
+        }
+    }
+
+    /// Whether a target with this reference goes to Prometheus (or may: default, names).
+    pub fn may_be_prometheus(&self) -> bool {
+        match self {
+            DsRef::Uid { kind: Some(k), .. } => k == "prometheus",
+            DsRef::Default | DsRef::Name(_) | DsRef::Uid { kind: None, .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// `$x`, `${x}`, `${x:fmt}` or `[[x]]` as the whole string: the variable name.
+fn var_name_of(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let inner = if let Some(r) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        r.split(':').next().unwrap_or(r)
+    } else if let Some(r) = s.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+        r.split(':').next().unwrap_or(r)
+    } else if let Some(r) = s.strip_prefix('$') {
+        r
+    } else {
+        return None;
+    };
+    (!inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(inner)
+}
+
+/// A template variable (`templating.list[]`).
+#[derive(Debug, Clone)]
+pub struct Variable {
+    pub name: String,
+    /// `query`, `custom`, `constant`, `textbox`, `interval`, `datasource`, `adhoc`, ...
+    pub kind: String,
+    /// For `datasource` variables: the plugin type (`prometheus`); for others the
+    /// query text when it is a string.
+    pub query: Option<String>,
+    /// The selected value(s), from `current.value` (else `current.text`).
+    pub current: Vec<String>,
+    /// Option values, from `options[]` (or a custom variable's comma list).
+    pub options: Vec<String>,
+    pub include_all: bool,
+    pub all_value: Option<String>,
+    pub multi: bool,
+    pub datasource: DsRef,
+    pub path: JsonPath,
+}
+
+/// One query of a panel.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub ref_id: String,
+    /// The PromQL (`expr`), if the target has one.
+    pub expr: Option<String>,
+    /// The target's own datasource; `None` when it inherits the panel's.
+    pub datasource: Option<DsRef>,
+    /// `hide: true` targets are not run by Grafana.
+    pub hide: bool,
+    pub path: JsonPath,
+}
+
+/// One panel (not a row), wherever it sits.
+#[derive(Debug, Clone)]
+pub struct PanelRef {
+    pub title: String,
+    pub id: Option<i64>,
+    pub kind: String,
+    pub path: JsonPath,
+    /// The panel's datasource (after a row's default, if the panel has none).
+    pub datasource: DsRef,
+    pub targets: Vec<Target>,
+    /// `libraryPanel` uid: its targets live in the library, not here.
+    pub library_panel: Option<String>,
+}
+
+impl PanelRef {
+    /// The datasource a target really uses (its own, else the panel's).
+    pub fn target_datasource<'a>(&'a self, t: &'a Target) -> &'a DsRef {
+        match &t.datasource {
+            Some(DsRef::Default) | None => &self.datasource,
+            Some(d) => d,
+        }
+    }
+
+    /// Targets Grafana runs against Prometheus: not hidden, non-empty `expr`.
+    pub fn prometheus_targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(move |t| {
+            !t.hide
+                && t.expr.as_deref().is_some_and(|e| !e.trim().is_empty())
+                && self.target_datasource(t).may_be_prometheus()
+        })
+    }
+}
+
+/// Values for Grafana's built-in variables. Defaults suit a 1 h range, 15 s step and a
+/// 15 s scrape interval (`$__rate_interval` = max(4 × scrape, step + scrape) = 1m).
+#[derive(Debug, Clone)]
+pub struct Builtins {
+    pub interval: String,
+    pub interval_ms: String,
+    pub rate_interval: String,
+    pub rate_interval_ms: String,
+    pub range: String,
+    pub range_s: String,
+    pub range_ms: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl Default for Builtins {
+    fn default() -> Self {
+        Builtins {
+            interval: "15s".into(),
+            interval_ms: "15000".into(),
+            rate_interval: "1m".into(),
+            rate_interval_ms: "60000".into(),
+            range: "3600s".into(),
+            range_s: "3600".into(),
+            range_ms: "3600000".into(),
+            from: "1700000000000".into(),
+            to: "1700003600000".into(),
+        }
+    }
+}
+
+impl Builtins {
+    fn get(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "__interval" => &self.interval,
+            "__interval_ms" => &self.interval_ms,
+            "__rate_interval" => &self.rate_interval,
+            "__rate_interval_ms" => &self.rate_interval_ms,
+            "__range" => &self.range,
+            "__range_s" => &self.range_s,
+            "__range_ms" => &self.range_ms,
+            "__from" => &self.from,
+            "__to" => &self.to,
+            "__dashboard" => "dashboard",
+            "__org" => "1",
+            "__user" => "admin",
+            _ => return None,
+        })
+    }
+}
+
+/// A parsed dashboard.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub raw: Value,
+    pub title: Option<String>,
+    pub uid: Option<String>,
+    pub schema_version: Option<i64>,
+    /// `__inputs[].name` (an export "for sharing externally").
+    pub inputs: Vec<String>,
+    pub variables: Vec<Variable>,
+    panels: Vec<PanelRef>,
+    values: HashMap<String, usize>,
+}
+
+fn var_regex() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"\$\{(\w+)(?::([\w]+))?\}|\[\[(\w+)(?::([\w]+))?\]\]|\$(\w+)").expect("static regex")
+    })
+}
+
+/// Escape regex metacharacters the way Grafana's `regex` format does.
+fn regex_escape(s: &str) -> String {
+    regex::escape(s)
+}
+
+impl Dashboard {
+    /// Parse dashboard JSON text.
+    pub fn parse(text: &str) -> Result<Dashboard, serde_json::Error> {
+        Ok(Dashboard::from_value(serde_json::from_str(text)?))
+    }
+
+    /// Build the model from a JSON value (never fails: missing parts are empty).
+    pub fn from_value(raw: Value) -> Dashboard {
+        let title = raw.get("title").and_then(Value::as_str).map(str::to_owned);
+        let uid = raw.get("uid").and_then(Value::as_str).map(str::to_owned);
+        let schema_version = raw.get("schemaVersion").and_then(Value::as_i64);
+        let inputs = raw
+            .get("__inputs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let variables = parse_variables(&raw);
+        let mut panels = Vec::new();
+        if let Some(list) = raw.get("panels").and_then(Value::as_array) {
+            collect_panels(list, &vec![key("panels")], &DsRef::Default, &mut panels);
+        }
+        if let Some(rows) = raw.get("rows").and_then(Value::as_array) {
+            for (i, row) in rows.iter().enumerate() {
+                let row_ds = DsRef::from_json(row.get("datasource"));
+                if let Some(list) = row.get("panels").and_then(Value::as_array) {
+                    collect_panels(list, &vec![key("rows"), PathSeg::Index(i), key("panels")], &row_ds, &mut panels);
+                }
+            }
+        }
+        let values = variables.iter().enumerate().map(|(i, v)| (v.name.clone(), i)).collect();
+        Dashboard { raw, title, uid, schema_version, inputs, variables, panels, values }
+    }
+
+    /// Whether the file is the API's wrapper `{"dashboard": {...}}` rather than a model.
+    pub fn is_wrapped(&self) -> bool {
+        self.title.is_none() && self.raw.get("dashboard").is_some_and(Value::is_object)
+    }
+
+    /// Every panel with its targets (rows are walked, not returned).
+    pub fn panels(&self) -> &[PanelRef] {
+        &self.panels
+    }
+
+    pub fn variable(&self, name: &str) -> Option<&Variable> {
+        self.values.get(name).map(|&i| &self.variables[i])
+    }
+
+    /// Every datasource reference with its path: panels, targets, variables and annotations.
+    pub fn datasource_refs(&self) -> Vec<(JsonPath, DsRef)> {
+        let mut out = Vec::new();
+        for p in &self.panels {
+            out.push((push(&p.path, &[key("datasource")]), p.datasource.clone()));
+            for t in &p.targets {
+                if let Some(d) = &t.datasource {
+                    out.push((push(&t.path, &[key("datasource")]), d.clone()));
+                }
+            }
+        }
+        for v in &self.variables {
+            if v.kind == "query" {
+                out.push((push(&v.path, &[key("datasource")]), v.datasource.clone()));
+            }
+        }
+        if let Some(list) = self.raw.pointer("/annotations/list").and_then(Value::as_array) {
+            for (i, a) in list.iter().enumerate() {
+                if a.get("datasource").is_some() {
+                    out.push((
+                        vec![key("annotations"), key("list"), PathSeg::Index(i), key("datasource")],
+                        DsRef::from_json(a.get("datasource")),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Replace the dashboard's variables and Grafana's built-ins in `expr`.
+    /// Unknown variables are left as written (see [`Dashboard::unresolved`]).
+    pub fn substitute(&self, expr: &str, b: &Builtins) -> String {
+        self.substitute_inner(expr, b, 0)
+    }
+
+    fn substitute_inner(&self, expr: &str, b: &Builtins, depth: u8) -> String {
+        if !expr.contains('$') && !expr.contains("[[") {
+            return expr.to_string();
+        }
+        let out = var_regex()
+            .replace_all(expr, |c: &regex::Captures| {
+                let whole = c.get(0).map(|m| m.as_str()).unwrap_or("");
+                let name = c.get(1).or(c.get(3)).or(c.get(5)).map(|m| m.as_str()).unwrap_or("");
+                let fmt = c.get(2).or(c.get(4)).map(|m| m.as_str());
+                if let Some(v) = b.get(name) {
+                    return v.to_string();
+                }
+                match self.variable(name) {
+                    Some(v) => self.render(v, fmt, b),
+                    None => whole.to_string(),
+                }
+            })
+            .into_owned();
+        // A variable's value may itself use variables (chained `$__auto_interval`, etc.).
+        if depth < 2 && out.contains('$') && out != expr {
+            return self.substitute_inner(&out, b, depth + 1);
+        }
+        out
+    }
+
+    /// The value(s) a variable takes by default: `current`, else the first option;
+    /// "All" becomes `allValue` (or `.*`).
+    pub fn default_values(&self, v: &Variable, b: &Builtins) -> (Vec<String>, bool) {
+        let mut vals: Vec<String> = v.current.clone();
+        if vals.is_empty() || vals.iter().all(|s| s.is_empty()) {
+            vals = v.options.iter().take(1).cloned().collect();
+        }
+        let is_all = vals.iter().any(|s| s == "$__all" || s == "All");
+        if is_all || (vals.is_empty() && (v.include_all || v.kind == "query")) {
+            return (vec![v.all_value.clone().unwrap_or_else(|| ".*".into())], true);
+        }
+        if v.kind == "interval" {
+            vals = vals
+                .into_iter()
+                .map(|s| if s.starts_with("$__auto_interval") || s == "auto" { b.interval.clone() } else { s })
+                .collect();
+        }
+        if vals.is_empty() {
+            vals.push(match v.kind.as_str() {
+                "constant" | "textbox" => v.query.clone().unwrap_or_default(),
+                _ => String::new(),
+            });
+        }
+        (vals, false)
+    }
+
+    fn render(&self, v: &Variable, fmt: Option<&str>, b: &Builtins) -> String {
+        let (vals, raw_all) = self.default_values(v, b);
+        if raw_all {
+            return vals.into_iter().next().unwrap_or_default();
+        }
+        match fmt {
+            Some("raw") | Some("text") => vals.join(","),
+            Some("csv") => vals.join(","),
+            Some("pipe") => vals.join("|"),
+            Some("regex") => join_regex(&vals),
+            _ if v.multi || v.include_all => join_regex(&vals),
+            _ => vals.into_iter().next().unwrap_or_default(),
+        }
+    }
+
+    /// Variable names `expr` uses that the dashboard does not define (built-ins excluded;
+    /// `$1`-style regex back-references are not variables).
+    pub fn unresolved(&self, expr: &str) -> Vec<String> {
+        let b = Builtins::default();
+        var_regex()
+            .captures_iter(expr)
+            .filter_map(|c| c.get(1).or(c.get(3)).or(c.get(5)).map(|m| m.as_str().to_string()))
+            .filter(|n| !n.starts_with(|c: char| c.is_ascii_digit()))
+            .filter(|n| b.get(n).is_none() && self.variable(n).is_none())
+            .collect()
+    }
+}
+
+fn join_regex(vals: &[String]) -> String {
+    if vals.len() == 1 {
+        regex_escape(&vals[0])
+    } else {
+        format!("({})", vals.iter().map(|v| regex_escape(v)).collect::<Vec<_>>().join("|"))
+    }
+}
+
+fn strings_of(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        Some(Value::Number(n)) => vec![n.to_string()],
+        _ => vec![],
+    }
+}
+
+fn parse_variables(raw: &Value) -> Vec<Variable> {
+    let Some(list) = raw.pointer("/templating/list").and_then(Value::as_array) else { return vec![] };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let name = v.get("name")?.as_str()?.to_string();
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("query").to_string();
+            let query = match v.get("query") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Object(o)) => o.get("query").and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            };
+            let current = v.get("current").map(|c| {
+                let vals = strings_of(c.get("value"));
+                if vals.is_empty() { strings_of(c.get("text")) } else { vals }
+            });
+            let mut options: Vec<String> = v
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().flat_map(|o| strings_of(o.get("value"))).filter(|s| s != "$__all").collect())
+                .unwrap_or_default();
+            if options.is_empty() && kind == "custom" {
+                options = query.as_deref().unwrap_or("").split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            }
+            Some(Variable {
+                name,
+                kind,
+                query,
+                current: current.unwrap_or_default(),
+                options,
+                include_all: v.get("includeAll").and_then(Value::as_bool).unwrap_or(false),
+                all_value: v.get("allValue").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned),
+                multi: v.get("multi").and_then(Value::as_bool).unwrap_or(false),
+                datasource: DsRef::from_json(v.get("datasource")),
+                path: vec![key("templating"), key("list"), PathSeg::Index(i)],
+            })
+        })
+        .collect()
+}
+
+fn collect_panels(list: &[Value], base: &JsonPath, inherited: &DsRef, out: &mut Vec<PanelRef>) {
+    for (i, p) in list.iter().enumerate() {
+        let path = push(base, &[PathSeg::Index(i)]);
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        if kind == "row" {
+            // A collapsed row keeps its children inside; an expanded row's follow it.
+            if let Some(children) = p.get("panels").and_then(Value::as_array) {
+                let row_ds = match p.get("datasource") {
+                    Some(d) if !d.is_null() => DsRef::from_json(Some(d)),
+                    _ => inherited.clone(),
+                };
+                collect_panels(children, &push(&path, &[key("panels")]), &row_ds, out);
+            }
+            continue;
+        }
+        let datasource = match p.get("datasource") {
+            Some(d) if !d.is_null() => DsRef::from_json(Some(d)),
+            _ => inherited.clone(),
+        };
+        let targets = p
+            .get("targets")
+            .and_then(Value::as_array)
+            .map(|ts| {
+                ts.iter()
+                    .enumerate()
+                    .map(|(j, t)| Target {
+                        ref_id: t.get("refId").and_then(Value::as_str).unwrap_or("").to_string(),
+                        expr: t.get("expr").and_then(Value::as_str).map(str::to_owned),
+                        datasource: t.get("datasource").map(|d| DsRef::from_json(Some(d))),
+                        hide: t.get("hide").and_then(Value::as_bool).unwrap_or(false),
+                        path: push(&path, &[key("targets"), PathSeg::Index(j)]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(PanelRef {
+            title: p.get("title").and_then(Value::as_str).unwrap_or("").to_string(),
+            id: p.get("id").and_then(Value::as_i64),
+            kind,
+            path: path.clone(),
+            datasource,
+            targets,
+            library_panel: p.pointer("/libraryPanel/uid").and_then(Value::as_str).map(str::to_owned),
+        });
+        // Some old dashboards nest panels in non-row panels too; walk them.
+        if let Some(children) = p.get("panels").and_then(Value::as_array) {
+            collect_panels(children, &push(&path, &[key("panels")]), inherited, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = r#"{
+      "title": "T", "uid": "u",
+      "templating": {"list": [
+        {"name": "ds", "type": "datasource", "query": "prometheus"},
+        {"name": "job", "type": "query", "multi": true, "includeAll": true, "current": {"value": ["$__all"]}},
+        {"name": "node", "type": "query", "current": {"text": "a:9100", "value": "a:9100"}},
+        {"name": "env", "type": "custom", "query": "prod,dev"}
+      ]},
+      "panels": [
+        {"type": "row", "collapsed": true, "panels": [
+          {"type": "graph", "title": "inner", "datasource": {"type": "prometheus", "uid": "${ds}"},
+           "targets": [{"refId": "A", "expr": "rate(x{job=~\"$job\",instance=\"$node\",env=\"${env}\"}[$__rate_interval])"}]}
+        ]},
+        {"type": "stat", "title": "top", "datasource": "Prometheus",
+         "targets": [{"refId": "A", "expr": "up", "hide": true}, {"refId": "B", "expr": "up", "datasource": {"uid": "other", "type": "prometheus"}}]}
+      ],
+      "rows": [{"panels": [{"type": "graph", "title": "legacy", "targets": [{"refId": "A", "expr": "[[job]]"}]}]}]
+    }"#;
+
+    #[test]
+    fn walks_rows_collapsed_and_legacy() {
+        let d = Dashboard::parse(D).unwrap();
+        let titles: Vec<_> = d.panels().iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles, ["inner", "top", "legacy"]);
+        assert_eq!(d.panels()[0].datasource.variable(), Some("ds"));
+        assert_eq!(d.panels()[1].datasource, DsRef::Name("Prometheus".into()));
+        assert_eq!(d.panels()[1].prometheus_targets().count(), 1);
+        let t = &d.panels()[1].targets[1];
+        assert_eq!(d.panels()[1].target_datasource(t), &DsRef::Uid { uid: "other".into(), kind: Some("prometheus".into()) });
+        assert_eq!(d.panels()[2].datasource, DsRef::Default);
+    }
+
+    #[test]
+    fn substitutes_variables_and_builtins() {
+        let d = Dashboard::parse(D).unwrap();
+        let e = d.panels()[0].targets[0].expr.clone().unwrap();
+        assert_eq!(d.substitute(&e, &Builtins::default()), r#"rate(x{job=~".*",instance="a:9100",env="prod"}[1m])"#);
+        assert_eq!(d.substitute("[[job]]", &Builtins::default()), ".*");
+        assert!(d.unresolved(&e).is_empty());
+        assert_eq!(d.unresolved("x{a=\"$nope\"} + label_replace(y, \"a\", \"$1\", \"b\", \"(.*)\")"), ["nope"]);
+    }
+
+    #[test]
+    fn wrapped_dashboard_is_recognised() {
+        let d = Dashboard::parse(r#"{"dashboard": {"title": "x"}, "overwrite": true}"#).unwrap();
+        assert!(d.is_wrapped());
+    }
+}
