@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""stackproof host exporter: runs the stack's smoke tests on the host and exposes
+the results in the Prometheus text format.
+
+It needs nothing but python3 (3.7 or newer, standard library only), so it runs on a
+stock Debian or Ubuntu VPS. stackproof starts it from the current release directory:
+
+    python3 host_exporter/exporter.py --listen=127.0.0.1:9101 --interval=30s \
+        --tests=host_exporter/tests.json
+
+The tests file lists commands; each is run without a shell, with its own timeout:
+
+    {"tests": [{"name": "tmp-writable", "argv": ["sh", "-c", "..."], "timeout": "5s"}]}
+
+Every test of a run is one "operation" and is timed. A test passes when its command
+exits 0, fails otherwise; a test that cannot run at all (missing binary, timeout,
+permission denied) fails *and* counts as an error. So passed + failed == total,
+and errors are the subset of failures where the command itself never completed.
+
+Honest numbers only: before the first run has finished, the counters are 0 and the
+gauges about "the last run" are not exposed at all.
+
+Why hand-written and not prometheus_client: the exporter must run on a stock host
+with no pip and no network, so it may use the standard library only.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Upper bounds of the duration histogram, in seconds. 0.2 is a boundary on purpose:
+# the stack alerts on a P95 above 200 ms, and histogram_quantile interpolates within a
+# bucket, so the threshold should sit on a bucket edge.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DEFAULT_TIMEOUT = 10.0
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def log(msg):
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    sys.stderr.write("%s host-exporter: %s\n" % (stamp, msg))
+    sys.stderr.flush()
+
+
+def parse_duration(text):
+    """`30s`, `1m30s`, `500ms`, `2h`, or a bare number of seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        s = str(text).strip()
+        try:
+            value = float(s)
+        except ValueError:
+            pos, value = 0, 0.0
+            for m in DURATION_RE.finditer(s):
+                if m.start() != pos:
+                    break
+                unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
+                value += float(m.group(1)) * unit
+                pos = m.end()
+            if pos != len(s) or not s:
+                raise ConfigError("invalid duration %r (use e.g. 30s, 1m, 500ms)" % (text,))
+    if not value > 0 or math.isinf(value):
+        raise ConfigError("duration must be positive, got %r" % (text,))
+    return value
+
+
+def parse_listen(text):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("--listen must be HOST:PORT, e.g. 127.0.0.1:9101, got %r" % (text,))
+    return host.strip("[]"), int(port)
+
+
+def load_tests(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise ConfigError("cannot read tests file %s: %s" % (path, e.strerror or e))
+    except ValueError as e:
+        raise ConfigError("tests file %s is not valid JSON: %s" % (path, e))
+    if not isinstance(doc, dict) or not isinstance(doc.get("tests"), list):
+        raise ConfigError('tests file %s must be an object with a "tests" list' % path)
+    unknown = set(doc) - {"tests", "comment"}
+    if unknown:
+        raise ConfigError("tests file %s: unknown key(s) %s" % (path, ", ".join(sorted(unknown))))
+    if not doc["tests"]:
+        raise ConfigError("tests file %s lists no tests; a suite with nothing to run reports nothing honest" % path)
+    tests, seen = [], set()
+    for i, t in enumerate(doc["tests"]):
+        where = "%s: tests[%d]" % (path, i)
+        if not isinstance(t, dict):
+            raise ConfigError("%s must be an object" % where)
+        unknown = set(t) - {"name", "argv", "timeout", "comment"}
+        if unknown:
+            raise ConfigError("%s: unknown key(s) %s" % (where, ", ".join(sorted(unknown))))
+        name = t.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError("%s: name must match %s" % (where, NAME_RE.pattern))
+        if name in seen:
+            raise ConfigError("%s: duplicate test name %r" % (where, name))
+        seen.add(name)
+        argv = t.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ConfigError("%s (%s): argv must be a non-empty list of strings" % (where, name))
+        timeout = parse_duration(t["timeout"]) if "timeout" in t else DEFAULT_TIMEOUT
+        tests.append({"name": name, "argv": argv, "timeout": timeout})
+    return tests
+
+
+class Metrics:
+    """The exporter's state. One lock guards everything; rendering takes a snapshot."""
+
+    def __init__(self, names):
+        self.lock = threading.Lock()
+        self.tests_total = 0
+        self.passed_total = 0
+        self.failed_total = 0
+        self.errors_total = 0
+        self.runs_total = 0
+        self.pass_rate = None  # of the last finished run; None until one has finished
+        self.last_run = None  # unix time the last run finished
+        self.last_success = {}  # test name -> 1/0 in the last run
+        # per operation: bucket counts (non-cumulative, one per bound plus +Inf), sum, count
+        self.hist = {n: [[0] * (len(BUCKETS) + 1), 0.0, 0] for n in names}
+
+    def record_run(self, results, finished_at):
+        with self.lock:
+            self.runs_total += 1
+            passed = 0
+            for name, outcome, seconds in results:
+                self.tests_total += 1
+                if outcome == "pass":
+                    passed += 1
+                    self.passed_total += 1
+                else:
+                    self.failed_total += 1
+                    if outcome == "error":
+                        self.errors_total += 1
+                self.last_success[name] = 1 if outcome == "pass" else 0
+                h = self.hist[name]
+                i = 0
+                while i < len(BUCKETS) and seconds > BUCKETS[i]:
+                    i += 1
+                h[0][i] += 1
+                h[1] += seconds
+                h[2] += 1
+            self.pass_rate = passed / len(results)
+            self.last_run = finished_at
+
+    def render(self):
+        with self.lock:
+            out = []
+
+            def family(name, kind, help_text):
+                out.append("# HELP %s %s" % (name, help_text))
+                out.append("# TYPE %s %s" % (name, kind))
+
+            family("suite_tests_total", "counter", "Test executions since the exporter started (passed + failed).")
+            out.append("suite_tests_total %d" % self.tests_total)
+            family("suite_tests_passed_total", "counter", "Test executions whose command exited 0.")
+            out.append("suite_tests_passed_total %d" % self.passed_total)
+            family("suite_tests_failed_total", "counter", "Test executions that did not pass (non-zero exit, or could not run).")
+            out.append("suite_tests_failed_total %d" % self.failed_total)
+            family("suite_errors_total", "counter", "Test executions that could not run at all (timeout, missing binary, permission denied).")
+            out.append("suite_errors_total %d" % self.errors_total)
+            family("suite_runs_total", "counter", "Finished runs of the whole test suite.")
+            out.append("suite_runs_total %d" % self.runs_total)
+            if self.pass_rate is not None:
+                family("suite_test_pass_rate", "gauge", "Fraction of the tests of the last finished run that passed (0..1).")
+                out.append("suite_test_pass_rate %s" % fmt(self.pass_rate))
+                family("suite_last_run_timestamp_seconds", "gauge", "Unix time at which the last run of the suite finished.")
+                out.append("suite_last_run_timestamp_seconds %s" % fmt(self.last_run))
+                family("suite_test_success", "gauge", "1 if the test passed in the last finished run, else 0.")
+                for name in sorted(self.last_success):
+                    out.append('suite_test_success{test="%s"} %d' % (escape(name), self.last_success[name]))
+            family("suite_operation_duration_seconds", "histogram", "Wall time of each test execution (one operation per test per run).")
+            for name in sorted(self.hist):
+                counts, total, count = self.hist[name]
+                label = escape(name)
+                cumulative = 0
+                for bound, c in zip(BUCKETS + (math.inf,), counts):
+                    cumulative += c
+                    out.append('suite_operation_duration_seconds_bucket{operation="%s",le="%s"} %d' % (label, fmt(bound), cumulative))
+                out.append('suite_operation_duration_seconds_sum{operation="%s"} %s' % (label, fmt(total)))
+                out.append('suite_operation_duration_seconds_count{operation="%s"} %d' % (label, count))
+            return "\n".join(out) + "\n"
+
+
+def fmt(v):
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def escape(value):
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Runner(threading.Thread):
+    """Runs the suite at start and then every `interval` seconds (measured start to
+    start; a run that overruns is followed at once by the next)."""
+
+    def __init__(self, tests, interval, metrics, stop):
+        super().__init__(name="suite-runner", daemon=True)
+        self.tests, self.interval, self.metrics, self.stop = tests, interval, metrics, stop
+        self.current = None  # the running Popen, so a shutdown can kill it
+        self.current_lock = threading.Lock()
+
+    def run(self):
+        next_start = time.monotonic()
+        while not self.stop.is_set():
+            results = []
+            for t in self.tests:
+                if self.stop.is_set():
+                    return  # a half run is not reported
+                results.append(self.run_one(t))
+            if self.stop.is_set():
+                return
+            self.metrics.record_run(results, time.time())
+            failed = [n for n, o, _ in results if o != "pass"]
+            log("run finished: %d/%d passed%s" % (len(results) - len(failed), len(results),
+                                                    (", not passed: " + ", ".join(failed)) if failed else ""))
+            next_start += self.interval
+            now = time.monotonic()
+            if next_start < now:
+                next_start = now
+            self.stop.wait(next_start - now)
+
+    def run_one(self, t):
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(t["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        except OSError as e:
+            log("test %s could not start: %s" % (t["name"], e.strerror or e))
+            return (t["name"], "error", time.monotonic() - start)
+        with self.current_lock:
+            self.current = proc
+        try:
+            _, err = proc.communicate(timeout=t["timeout"])
+            outcome = "pass" if proc.returncode == 0 else "fail"
+            if outcome == "fail" and not self.stop.is_set():
+                tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
+                log("test %s failed with exit %d%s" % (t["name"], proc.returncode,
+                                                       (": " + " | ".join(tail)) if tail else ""))
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            proc.communicate()
+            outcome = "error"
+            log("test %s timed out after %gs" % (t["name"], t["timeout"]))
+        finally:
+            with self.current_lock:
+                self.current = None
+        return (t["name"], outcome, time.monotonic() - start)
+
+    def kill_current(self):
+        with self.current_lock:
+            if self.current is not None:
+                kill_group(self.current)
+
+
+def kill_group(proc):
+    # The test runs in its own session, so its children (sh -c ...) go too.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def make_handler(metrics):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "stackproof-host-exporter"
+
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self.reply(200, metrics.render(), CONTENT_TYPE)
+            elif path == "/-/healthy":
+                self.reply(200, "OK\n", "text/plain; charset=utf-8")
+            elif path == "/":
+                self.reply(200, "stackproof host exporter: see /metrics\n", "text/plain; charset=utf-8")
+            else:
+                self.reply(404, "not found\n", "text/plain; charset=utf-8")
+
+        def do_HEAD(self):
+            self.do_GET()
+
+        def reply(self, status, body, ctype):
+            data = body.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def log_message(self, fmt, *args):
+            pass  # scrapes every few seconds would flood the log
+
+    return Handler
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Run the stack's smoke tests and expose the results for Prometheus.")
+    ap.add_argument("--listen", default="127.0.0.1:9101", help="HOST:PORT to serve /metrics on (default 127.0.0.1:9101)")
+    ap.add_argument("--interval", default="30s", help="time between the starts of two runs (default 30s)")
+    ap.add_argument("--tests", default="host_exporter/tests.json", help="JSON file listing the tests")
+    ap.add_argument("--pid-file", help="write the process id here once listening")
+    args = ap.parse_args(argv)
+
+    try:
+        host, port = parse_listen(args.listen)
+        interval = parse_duration(args.interval)
+        tests = load_tests(args.tests)
+    except ConfigError as e:
+        log("error: %s" % e)
+        return 2
+
+    metrics = Metrics([t["name"] for t in tests])
+    stop = threading.Event()
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(metrics))
+    except OSError as e:
+        log("error: cannot listen on %s: %s" % (args.listen, e.strerror or e))
+        return 2
+    server.daemon_threads = True
+    if args.pid_file:
+        tmp = args.pid_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % os.getpid())
+        os.replace(tmp, args.pid_file)
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    serving.start()
+    runner = Runner(tests, interval, metrics, stop)
+    runner.start()
+    log("listening on %s, %d tests every %gs" % (args.listen, len(tests), interval))
+
+    while not stop.wait(1.0):
+        pass
+    log("stopping")
+    runner.kill_current()
+    server.shutdown()
+    server.server_close()
+    runner.join(5.0)
+    if args.pid_file:
+        try:
+            with open(args.pid_file) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(args.pid_file)
+        except OSError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
