@@ -12,3 +12,7 @@ pub mod output;
 pub mod stack;
 
 pub use error::{Error, Result};
+pub mod engine;
+pub mod remote;
+pub mod exporter;
+pub mod plan;

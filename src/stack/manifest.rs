@@ -56,6 +56,10 @@ pub struct Service {
     /// A change in them reloads the service (if it has `reload`) or recreates it.
     #[serde(default)]
     pub files: Vec<String>,
+    /// Stack paths the service re-reads by itself (Grafana polls its dashboard folder):
+    /// a change there needs neither a reload nor a new container.
+    #[serde(default)]
+    pub watched: Vec<String>,
     /// Secrets copied into the container (owned by `user`, mode 0400) before it starts.
     #[serde(default)]
     pub secrets: Vec<SecretMount>,

@@ -1,0 +1,321 @@
+//! The Docker Engine API (bollard) over the host's Docker socket, forwarded through the
+//! SSH connection: no `docker` CLI on either side.
+
+pub mod spec;
+
+use crate::error::{Error, Result};
+use crate::output::Progress;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use spec::{ContainerSpec, LABEL_CONFIG_HASH, LABEL_RELEASE, LABEL_SERVICE, LABEL_STACK};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A container of the stack as it runs on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub image: String,
+    pub config_hash: String,
+    pub release: String,
+    pub state: String,
+    pub status: String,
+}
+
+pub struct Engine {
+    pub docker: Docker,
+    host: String,
+}
+
+fn docker_err(host: &str, what: &str, e: bollard::errors::Error) -> Error {
+    Error::remote("docker", format!("{what} on {host} failed: {e}"), "check that the SSH user may use the Docker socket (group `docker`) and that dockerd runs")
+}
+
+impl Engine {
+    /// Connect to the Docker API through a unix socket forwarded by SSH.
+    pub async fn connect(socket: &Path, host: &str) -> Result<Engine> {
+        let docker = Docker::connect_with_unix(&socket.to_string_lossy(), 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| docker_err(host, "connecting to Docker", e))?
+            .negotiate_version()
+            .await
+            .map_err(|e| {
+                Error::remote(
+                    "docker_unreachable",
+                    format!("the Docker API on {host} does not answer through the forwarded socket: {e}"),
+                    "check `docker_socket` in the host entry and that the SSH user is in the `docker` group",
+                )
+            })?;
+        Ok(Engine { docker, host: host.to_string() })
+    }
+
+    /// Containers labelled with the stack's name.
+    pub async fn observed(&self, stack: &str) -> Result<Vec<Observed>> {
+        let filter = format!("{LABEL_STACK}={stack}");
+        let filters = HashMap::from([("label", vec![filter.as_str()])]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await
+            .map_err(|e| docker_err(&self.host, "listing containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let l = |k: &str| labels.get(k).cloned().unwrap_or_default();
+                Observed {
+                    id: c.id.unwrap_or_default(),
+                    name: c.names.and_then(|n| n.first().cloned()).unwrap_or_default().trim_start_matches('/').to_string(),
+                    service: l(LABEL_SERVICE),
+                    image: c.image.unwrap_or_default(),
+                    config_hash: l(LABEL_CONFIG_HASH),
+                    release: l(LABEL_RELEASE),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    status: c.status.unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Make sure the image is present, pulling it with progress when it is not.
+    pub async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<bool> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(false);
+        }
+        let (repo, tag) = split_image(image);
+        progress.set_message(format!("pulling {image}"));
+        let mut stream = self
+            .docker
+            .create_image(Some(CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build()), None, None);
+        let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let (Some(id), Some(d)) = (info.id.clone(), info.progress_detail.clone()) {
+                        if let (Some(cur), Some(tot)) = (d.current, d.total) {
+                            layers.insert(id, (cur, tot));
+                        }
+                    }
+                    let (cur, tot) = layers.values().fold((0i64, 0i64), |a, v| (a.0 + v.0, a.1 + v.1));
+                    if tot > 0 {
+                        progress.set_length(tot as u64, cur.min(tot) as u64);
+                    }
+                }
+                Err(e) => {
+                    // bollard 0.21.1 can end a good stream with "bytes remaining on stream"
+                    // (#560): trust the image list, not the stream's last word.
+                    if self.docker.inspect_image(image).await.is_ok() {
+                        break;
+                    }
+                    return Err(Error::remote(
+                        "image_pull",
+                        format!("pulling image {image} on {} failed: {e}", self.host),
+                        "check the image name and tag, and that the host can reach its registry (or override it under `images:` in the host entry)",
+                    ));
+                }
+            }
+        }
+        if self.docker.inspect_image(image).await.is_err() {
+            return Err(Error::remote("image_pull", format!("image {image} is still missing on {} after the pull", self.host), "check the registry"));
+        }
+        Ok(true)
+    }
+
+    /// Create (not start) a container for `spec`, labelled with stack, service, release
+    /// and config hash, then copy its secrets in, owned by its user with mode 0400.
+    pub async fn create(&self, stack: &str, spec: &ContainerSpec, release: &str, secrets: &[(String, Vec<u8>)]) -> Result<String> {
+        for (vol, _) in &spec.volumes {
+            if self.docker.inspect_volume(vol).await.is_err() {
+                let labels = HashMap::from([
+                    (LABEL_STACK.to_string(), stack.to_string()),
+                    (LABEL_SERVICE.to_string(), spec.service.clone()),
+                    (LABEL_RELEASE.to_string(), release.to_string()),
+                    (LABEL_CONFIG_HASH.to_string(), spec.hash()),
+                ]);
+                self.docker
+                    .create_volume(VolumeCreateRequest { name: Some(vol.clone()), labels: Some(labels), ..Default::default() })
+                    .await
+                    .map_err(|e| docker_err(&self.host, &format!("creating volume {vol}"), e))?;
+            }
+        }
+        let labels = HashMap::from([
+            (LABEL_STACK.to_string(), stack.to_string()),
+            (LABEL_SERVICE.to_string(), spec.service.clone()),
+            (LABEL_RELEASE.to_string(), release.to_string()),
+            (LABEL_CONFIG_HASH.to_string(), spec.hash()),
+        ]);
+        let mut binds = spec.binds.clone();
+        binds.extend(spec.volumes.iter().map(|(v, dest)| format!("{v}:{dest}")));
+        let host_config = HostConfig {
+            binds: Some(binds),
+            network_mode: Some("host".into()),
+            pid_mode: spec.pid_host.then(|| "host".to_string()),
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            user: spec.user.clone(),
+            cmd: Some(spec.args.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(Some(CreateContainerOptionsBuilder::default().name(&spec.name).build()), body)
+            .await
+            .map_err(|e| docker_err(&self.host, &format!("creating container {}", spec.name), e))?
+            .id;
+        if !secrets.is_empty() {
+            let tar = secrets_tar(spec, secrets)?;
+            self.docker
+                .upload_to_container(&id, Some(UploadToContainerOptionsBuilder::default().path("/").build()), bollard::body_full(tar.into()))
+                .await
+                .map_err(|e| docker_err(&self.host, &format!("copying secrets into {}", spec.name), e))?;
+        }
+        Ok(id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.docker.start_container(id, None).await.map_err(|e| docker_err(&self.host, "starting a container", e))
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        self.docker
+            .remove_container(id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .await
+            .map_err(|e| docker_err(&self.host, "removing a container", e))
+    }
+
+    /// Does the secret inside the container equal `value`? (False when unreadable.)
+    pub async fn secret_matches(&self, id: &str, dest: &str, value: &[u8]) -> bool {
+        let mut s = self.docker.download_from_container(id, Some(DownloadFromContainerOptionsBuilder::default().path(dest).build()));
+        let mut buf = Vec::new();
+        while let Some(chunk) = s.next().await {
+            match chunk {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(_) => return false,
+            }
+        }
+        let mut ar = tar::Archive::new(buf.as_slice());
+        let Ok(mut entries) = ar.entries() else { return false };
+        let Some(Ok(mut e)) = entries.next() else { return false };
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut content).is_ok() && content == value
+    }
+
+    /// State and restart count of a container, and its last log lines.
+    pub async fn inspect_state(&self, id: &str) -> Result<(String, i64, Option<i64>)> {
+        let c = self.docker.inspect_container(id, None).await.map_err(|e| docker_err(&self.host, "inspecting a container", e))?;
+        let st = c.state.unwrap_or_default();
+        Ok((st.status.map(|s| s.to_string()).unwrap_or_default(), c.restart_count.unwrap_or(0), st.exit_code))
+    }
+
+    pub async fn last_logs(&self, id: &str, lines: usize) -> String {
+        let mut s = self
+            .docker
+            .logs(id, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build()));
+        let mut out = String::new();
+        while let Some(Ok(l)) = s.next().await {
+            out.push_str(&l.to_string());
+        }
+        out
+    }
+}
+
+/// `repo:tag` split at the last `:` after the last `/` (registry ports have colons too).
+pub fn split_image(image: &str) -> (&str, &str) {
+    let slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match image[slash..].rfind(':') {
+        Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+/// A tar holding each secret at its destination, owned by the container's user, 0400,
+/// with its parent directories (0755) so the upload works on a fresh container.
+fn secrets_tar(spec: &ContainerSpec, secrets: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
+    let (uid, gid) = spec.uid_gid();
+    let mut b = tar::Builder::new(Vec::new());
+    let io = |e: std::io::Error| Error::remote("secrets", format!("building the secrets archive failed: {e}"), "report this as a bug");
+    let mut dirs = std::collections::BTreeSet::new();
+    for (name, dest) in &spec.secrets {
+        let Some((_, value)) = secrets.iter().find(|(n, _)| n == name) else { continue };
+        let rel = dest.trim_start_matches('/');
+        let mut parent = Path::new(rel).parent();
+        let mut chain = vec![];
+        while let Some(p) = parent {
+            if p.as_os_str().is_empty() {
+                break;
+            }
+            chain.push(p.to_path_buf());
+            parent = p.parent();
+        }
+        for d in chain.into_iter().rev() {
+            if dirs.insert(d.clone()) {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                b.append_data(&mut h, &d, std::io::empty()).map_err(io)?;
+            }
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(value.len() as u64);
+        h.set_mode(0o400);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, rel, value.as_slice()).map_err(io)?;
+    }
+    b.into_inner().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_image_handles_registry_ports() {
+        assert_eq!(split_image("127.0.0.1:5000/stackproof-local/prometheus:v2.42.0"), ("127.0.0.1:5000/stackproof-local/prometheus", "v2.42.0"));
+        assert_eq!(split_image("prom/prometheus"), ("prom/prometheus", "latest"));
+        assert_eq!(split_image("localhost:5000/x"), ("localhost:5000/x", "latest"));
+    }
+
+    #[test]
+    fn secrets_tar_owns_files_by_the_container_user_0400() {
+        let spec = ContainerSpec {
+            name: "s-grafana".into(),
+            service: "grafana".into(),
+            image: "g".into(),
+            user: Some("472".into()),
+            args: vec![],
+            env: Default::default(),
+            binds: vec![],
+            volumes: Default::default(),
+            pid_host: false,
+            ports: vec![],
+            secrets: vec![("pw".into(), "/run/secrets/pw".into())],
+        };
+        let t = secrets_tar(&spec, &[("pw".into(), b"hunter2".to_vec())]).unwrap();
+        let mut ar = tar::Archive::new(t.as_slice());
+        let entries: Vec<_> = ar.entries().unwrap().map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.header().mode().unwrap(), e.header().uid().unwrap())
+        }).collect();
+        assert_eq!(entries.last().unwrap(), &("run/secrets/pw".to_string(), 0o400, 472));
+        assert!(entries.iter().any(|(p, m, _)| p == "run/secrets" && *m == 0o755));
+    }
+}

@@ -1,0 +1,204 @@
+//! The host exporter's lifecycle on the VPS: a plain process (not a container),
+//! supervised by a systemd user unit where systemd runs, else by a small supervisor
+//! process with a pid file. Stopped by unit or by PID — never by name.
+
+use crate::error::{Error, Result};
+use crate::hosts::{Host, Supervisor};
+use crate::remote::Ssh;
+use crate::stack::manifest::HostExporter;
+
+/// How the exporter is supervised on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Systemd,
+    Process,
+}
+
+/// The host entry's choice, with `auto` meaning systemd where it runs.
+pub fn choose_mode(pref: Supervisor, host_has_systemd: bool) -> Mode {
+    match pref {
+        Supervisor::Systemd => Mode::Systemd,
+        Supervisor::Process => Mode::Process,
+        Supervisor::Auto if host_has_systemd => Mode::Systemd,
+        Supervisor::Auto => Mode::Process,
+    }
+}
+
+pub fn unit_name(stack: &str) -> String {
+    format!("stackproof-{stack}-host-exporter.service")
+}
+
+/// The systemd user unit. Arguments are quoted for systemd's own command-line syntax.
+pub fn unit_text(stack: &str, remote_dir: &str, he: &HostExporter) -> String {
+    let exec = he.command.iter().map(|a| systemd_quote(a)).collect::<Vec<_>>().join(" ");
+    let env: String = he.env.iter().map(|(k, v)| format!("Environment={}\n", systemd_quote(&format!("{k}={v}")))).collect();
+    format!(
+        "[Unit]\nDescription=stackproof host exporter ({stack})\nAfter=network-online.target\n\n\
+[Service]\nType=simple\nWorkingDirectory={remote_dir}/current\n{env}ExecStart={exec}\n\
+Restart=always\nRestartSec=1\nNoNewPrivileges=yes\nPrivateTmp=yes\n\n[Install]\nWantedBy=default.target\n"
+    )
+}
+
+fn systemd_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%").replace('$', "$$"))
+    }
+}
+
+/// The supervisor, run as a session leader: restarts the exporter when it dies (with a
+/// growing pause), and on TERM stops it and exits. Its pid is the pid file's content;
+/// killing its process group stops both.
+const SUPERVISOR: &str = r#"trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+pause=1
+while :; do
+  "$@" & child=$!
+  wait "$child"; rc=$?
+  echo "stackproof-supervisor: exporter exited with $rc, restarting in ${pause}s" >&2
+  sleep "$pause"; [ "$pause" -lt 30 ] && pause=$((pause * 2))
+done
+"#;
+
+const START_SCRIPT: &str = r#"set -eu
+d="$1"; sup="$2"; shift 2
+mkdir -p "$d/run"
+cd "$d/current"
+readlink "$d/current" > "$d/run/host-exporter.release"
+setsid sh -c "$sup" stackproof-host-exporter-supervisor "$@" > "$d/run/host-exporter.log" 2>&1 < /dev/null &
+echo $! > "$d/run/host-exporter.pid"
+echo "STARTED $!"
+"#;
+
+/// Stop by PID: only if the pid file names our supervisor (checked in /proc, so a
+/// recycled PID is never signalled), TERM its process group, KILL after 5 s.
+const STOP_SCRIPT: &str = r#"d="$1"
+pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'stackproof-host-exporter-supervisor'; then
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+fi
+rm -f "$d/run/host-exporter.pid"
+echo STOPPED
+"#;
+
+const SYSTEMD_START: &str = r#"set -eu
+unit="$1"; text="$2"
+dir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"
+mkdir -p "$dir"
+printf '%s' "$text" > "$dir/$unit"
+systemctl --user daemon-reload
+systemctl --user enable "$unit" >/dev/null 2>&1 || true
+systemctl --user restart "$unit"
+echo STARTED
+"#;
+
+const SYSTEMD_STOP: &str = r#"systemctl --user stop "$1" && echo STOPPED"#;
+
+pub struct Exporter<'a> {
+    pub ssh: &'a Ssh,
+    pub stack: &'a str,
+    pub cfg: &'a HostExporter,
+    pub mode: Mode,
+}
+
+impl Exporter<'_> {
+    fn host(&self) -> &Host {
+        self.ssh.host()
+    }
+
+    pub async fn start(&self) -> Result<()> {
+        let dir = self.host().remote_dir.clone();
+        let out = match self.mode {
+            Mode::Process => {
+                let mut args = vec![dir.clone(), SUPERVISOR.to_string()];
+                if !self.cfg.env.is_empty() {
+                    args.push("env".into());
+                    args.extend(self.cfg.env.iter().map(|(k, v)| format!("{k}={v}")));
+                }
+                args.extend(self.cfg.command.iter().cloned());
+                self.ssh.script(START_SCRIPT, &args).await?
+            }
+            Mode::Systemd => {
+                let unit = unit_name(self.stack);
+                let text = unit_text(self.stack, &dir, self.cfg);
+                self.ssh.script(SYSTEMD_START, &[unit, text]).await?
+            }
+        };
+        if !out.stdout.contains("STARTED") {
+            return Err(Error::remote(
+                "exporter_start",
+                format!("starting the host exporter on {} failed: {}", self.host().name, out.stderr.trim()),
+                "check `host_exporter.command` in the manifest and that its runtime (python3) is installed on the host",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn stop(&self) -> Result<()> {
+        let out = match self.mode {
+            Mode::Process => self.ssh.script(STOP_SCRIPT, &[self.host().remote_dir.as_str()]).await?,
+            Mode::Systemd => self.ssh.script(SYSTEMD_STOP, &[unit_name(self.stack)]).await?,
+        };
+        if !out.stdout.contains("STOPPED") {
+            return Err(Error::remote("exporter_stop", format!("stopping the host exporter failed: {}", out.stderr.trim()), "stop it by hand by its PID or unit"));
+        }
+        Ok(())
+    }
+
+    /// The last lines of the exporter's log (process mode) for error messages.
+    pub async fn log_tail(&self) -> String {
+        let script: &'static str = match self.mode {
+            Mode::Process => r#"tail -n 15 "$1/run/host-exporter.log" 2>/dev/null"#,
+            Mode::Systemd => r#"journalctl --user -u "$2" -n 15 --no-pager 2>/dev/null"#,
+        };
+        self.ssh
+            .script(script, &[self.host().remote_dir.clone(), unit_name(self.stack)])
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> HostExporter {
+        HostExporter {
+            command: vec!["python3".into(), "host_exporter/exporter.py".into(), "--listen=127.0.0.1:9101".into(), "a b$c".into()],
+            files: vec![],
+            port: 9101,
+            metrics_path: "/metrics".into(),
+            env: [("K".to_string(), "v w".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn mode_choice() {
+        assert_eq!(choose_mode(Supervisor::Auto, true), Mode::Systemd);
+        assert_eq!(choose_mode(Supervisor::Auto, false), Mode::Process);
+        assert_eq!(choose_mode(Supervisor::Process, true), Mode::Process);
+        assert_eq!(choose_mode(Supervisor::Systemd, false), Mode::Systemd);
+    }
+
+    #[test]
+    fn unit_text_quotes_arguments_and_restarts() {
+        let t = unit_text("stackproof", "/srv/sp", &cfg());
+        assert!(t.contains("WorkingDirectory=/srv/sp/current\n"));
+        assert!(t.contains("ExecStart=python3 host_exporter/exporter.py --listen=127.0.0.1:9101 \"a b$$c\"\n"), "{t}");
+        assert!(t.contains("Environment=\"K=v w\"\n"));
+        assert!(t.contains("Restart=always"));
+        assert_eq!(unit_name("stackproof"), "stackproof-stackproof-host-exporter.service");
+    }
+
+    #[test]
+    fn supervisor_never_stops_by_name() {
+        for s in [SUPERVISOR, START_SCRIPT, STOP_SCRIPT] {
+            assert!(!s.contains("pkill") && !s.contains("killall"));
+        }
+        assert!(STOP_SCRIPT.contains("/proc/$pid/cmdline"));
+    }
+}

@@ -1,0 +1,344 @@
+//! The release layout on the host. Every remote operation here is one constant shell
+//! script taking its data as positional arguments (never pasted into the script), so a
+//! path or value with spaces, quotes or `$` arrives literally.
+
+use super::ssh::Ssh;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a release carries about itself, stored as `<release>/.release.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseInfo {
+    pub id: String,
+    pub stack: String,
+    pub created_at: String,
+    pub by: String,
+    /// Relative path → sha256 of every file of the release.
+    pub files: BTreeMap<String, String>,
+}
+
+pub const RELEASE_INFO: &str = ".release.json";
+
+/// The host's state, learnt in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteState {
+    pub current: Option<String>,
+    pub releases: Vec<String>,
+    pub current_info: Option<ReleaseInfo>,
+    pub verified: Option<String>,
+    pub lock: Option<String>,
+    /// `(pid, cmdline)` of the running host exporter, if its pid file names a live process.
+    pub exporter: Option<(u32, String)>,
+    pub has_systemd: bool,
+    pub writable: bool,
+}
+
+const STATE_SCRIPT: &str = r#"d="$1"
+echo "== current"; readlink "$d/current" 2>/dev/null || true
+echo "== releases"; ls -1 "$d/releases" 2>/dev/null | grep -v '^\.' || true
+echo "== info"; cat "$d/current/.release.json" 2>/dev/null || true
+echo; echo "== verified"; cat "$d/verified" 2>/dev/null || true
+echo; echo "== lock"; cat "$d/lock" 2>/dev/null || true
+echo; echo "== exporter"
+pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then printf '%s ' "$pid"; tr '\0' ' ' < "/proc/$pid/cmdline"; echo; fi
+echo "== systemd"; [ -d /run/systemd/system ] && echo yes || echo no
+echo "== writable"
+if [ -d "$d" ]; then [ -w "$d" ] && echo yes || echo no; else p=$(dirname "$d"); while [ ! -d "$p" ]; do p=$(dirname "$p"); done; [ -w "$p" ] && echo yes || echo no; fi
+echo "== end"
+"#;
+
+pub async fn state(ssh: &Ssh) -> Result<RemoteState> {
+    let dir = &ssh.host().remote_dir;
+    let out = ssh.script(STATE_SCRIPT, &[dir.as_str()]).await?;
+    if !out.success() {
+        return Err(Error::remote("remote_failed", format!("reading the state of {dir} failed: {}", out.stderr.trim()), "check that the login shell works on the host"));
+    }
+    Ok(parse_state(&out.stdout))
+}
+
+fn sections(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut name: Option<String> = None;
+    let mut buf = String::new();
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("== ") {
+            if let Some(prev) = name.take() {
+                out.insert(prev, buf.trim().to_string());
+            }
+            buf.clear();
+            name = Some(n.trim().to_string());
+        } else {
+            buf.push_str(line);
+            buf.push('\n');
+        }
+    }
+    out
+}
+
+pub(crate) fn parse_state(text: &str) -> RemoteState {
+    let s = sections(text);
+    let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+    let nonempty = |v: String| if v.is_empty() { None } else { Some(v) };
+    let current = nonempty(get("current")).map(|c| c.trim_start_matches("releases/").to_string());
+    let mut releases: Vec<String> = get("releases").lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
+    releases.sort();
+    let exporter = nonempty(get("exporter")).and_then(|l| {
+        let (pid, cmd) = l.split_once(' ')?;
+        Some((pid.parse().ok()?, cmd.trim().to_string()))
+    });
+    RemoteState {
+        current,
+        releases,
+        current_info: serde_json::from_str(&get("info")).ok(),
+        verified: nonempty(get("verified")),
+        lock: nonempty(get("lock")),
+        exporter,
+        has_systemd: get("systemd") == "yes",
+        writable: get("writable") == "yes",
+    }
+}
+
+/// Build the new release `id` on the host from `changed` files (sent in one tar on
+/// stdin) plus hard links to the unchanged files of release `prev`. The release appears
+/// under its final name only when complete (rename of a temporary directory), so a
+/// connection cut mid-transfer leaves no partial release.
+const SYNC_SCRIPT: &str = r#"set -eu
+umask 022
+d="$1"; id="$2"; prev="$3"
+mkdir -p "$d/releases" "$d/run" "$d/textfile"
+chmod 755 "$d" "$d/releases" "$d/textfile"
+rm -rf "$d/releases/.tmp-"*
+tmp="$d/releases/.tmp-$id"
+mkdir "$tmp"
+tar -x -o -f - -C "$tmp"
+if [ -n "$prev" ] && [ -s "$tmp/.stackproof-keep" ]; then
+  while IFS= read -r f; do
+    mkdir -p "$(dirname "$tmp/$f")"
+    ln "$d/releases/$prev/$f" "$tmp/$f"
+  done < "$tmp/.stackproof-keep"
+fi
+rm -f "$tmp/.stackproof-keep"
+sync
+rm -rf "$d/releases/$id"
+mv "$tmp" "$d/releases/$id"
+echo SYNCED
+"#;
+
+pub struct Upload<'a> {
+    pub id: &'a str,
+    pub prev: Option<&'a str>,
+    /// Relative path → (content, mode) of files to send.
+    pub changed: Vec<(String, Vec<u8>, u32)>,
+    /// Relative paths hard-linked from `prev`.
+    pub keep: Vec<String>,
+    pub info: &'a ReleaseInfo,
+}
+
+/// The tar sent to the host: changed files, the keep list and `.release.json`.
+pub fn upload_tar(u: &Upload<'_>) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.mode(tar::HeaderMode::Deterministic);
+    let mut add = |path: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, path, data)
+    };
+    let io = |e| Error::remote("transfer", format!("building the upload failed: {e}"), "report this as a bug");
+    for (path, data, mode) in &u.changed {
+        add(path, data, *mode).map_err(io)?;
+    }
+    let keep = u.keep.iter().map(|k| format!("{k}\n")).collect::<String>();
+    add(".stackproof-keep", keep.as_bytes(), 0o644).map_err(io)?;
+    let info = serde_json::to_vec_pretty(u.info).expect("serializable");
+    add(RELEASE_INFO, &info, 0o644).map_err(io)?;
+    b.into_inner().map_err(io)
+}
+
+pub async fn sync(ssh: &Ssh, u: &Upload<'_>) -> Result<()> {
+    let dir = &ssh.host().remote_dir;
+    let tar = upload_tar(u)?;
+    let out = ssh.script_with_stdin(SYNC_SCRIPT, &[dir.as_str(), u.id, u.prev.unwrap_or("")], tar).await?;
+    if !out.stdout.contains("SYNCED") {
+        let err = out.stderr.trim();
+        let hint = if err.contains("No space left") {
+            "free disk space on the host; the current release is untouched".to_string()
+        } else if err.contains("Permission denied") || err.contains("Read-only") {
+            format!("make {dir} writable by {} (e.g. `sudo install -d -o {} {dir}`)", ssh.host().user, ssh.host().user)
+        } else {
+            "the current release is untouched; fix the cause and deploy again".to_string()
+        };
+        return Err(Error::remote("sync_failed", format!("writing release {} to {dir} failed: {err}", u.id), hint));
+    }
+    Ok(())
+}
+
+const SWAP_SCRIPT: &str = r#"set -eu
+d="$1"; id="$2"
+[ -f "$d/releases/$id/.release.json" ] || { echo "release $id is incomplete" >&2; exit 3; }
+ln -sfn "releases/$id" "$d/.current.tmp"
+mv -T "$d/.current.tmp" "$d/current"
+echo SWAPPED
+"#;
+
+/// Point `current` at release `id` with one rename(2): readers see the old or the new
+/// release, never a mix.
+pub async fn swap(ssh: &Ssh, id: &str) -> Result<()> {
+    let dir = &ssh.host().remote_dir;
+    let out = ssh.script(SWAP_SCRIPT, &[dir.as_str(), id]).await?;
+    if !out.stdout.contains("SWAPPED") {
+        return Err(Error::remote("swap_failed", format!("switching {dir}/current to {id} failed: {}", out.stderr.trim()), "the previous release is still current; deploy again"));
+    }
+    Ok(())
+}
+
+const PRUNE_SCRIPT: &str = r#"d="$1"; shift
+for r in "$@"; do case "$r" in */*|.*|'') ;; *) rm -rf "$d/releases/$r";; esac; done
+"#;
+
+/// Releases to delete: all but the newest `keep`, never the current or verified one.
+pub fn prune_candidates(releases: &[String], keep: usize, current: Option<&str>, verified: Option<&str>) -> Vec<String> {
+    let mut sorted = releases.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    sorted
+        .into_iter()
+        .enumerate()
+        .filter(|(i, r)| *i + keep < n && Some(r.as_str()) != current && Some(r.as_str()) != verified)
+        .map(|(_, r)| r)
+        .collect()
+}
+
+pub async fn prune(ssh: &Ssh, victims: &[String]) -> Result<()> {
+    if victims.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec![ssh.host().remote_dir.clone()];
+    args.extend(victims.iter().cloned());
+    ssh.script(PRUNE_SCRIPT, &args).await?;
+    Ok(())
+}
+
+const MARK_VERIFIED_SCRIPT: &str = r#"set -eu
+printf '%s\n' "$2" > "$1/.verified.tmp" && mv -f "$1/.verified.tmp" "$1/verified"
+"#;
+
+pub async fn mark_verified(ssh: &Ssh, id: &str) -> Result<()> {
+    ssh.script(MARK_VERIFIED_SCRIPT, &[ssh.host().remote_dir.as_str(), id]).await?;
+    Ok(())
+}
+
+// ---- lock -------------------------------------------------------------------------
+
+/// Who holds the deploy lock, and since when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockInfo {
+    pub token: String,
+    pub who: String,
+    pub since: String,
+    pub command: String,
+    pub pid: u32,
+}
+
+const LOCK_SCRIPT: &str = r#"d="$1"; info="$2"
+mkdir -p "$d" 2>/dev/null
+if ( set -C; printf '%s\n' "$info" > "$d/lock" ) 2>/dev/null; then echo ACQUIRED; else echo HELD; cat "$d/lock" 2>/dev/null; fi
+"#;
+
+const UNLOCK_SCRIPT: &str = r#"d="$1"; token="$2"
+if [ -z "$token" ] || grep -qF "\"token\":\"$token\"" "$d/lock" 2>/dev/null; then rm -f "$d/lock" && echo RELEASED; else echo NOTOURS; fi
+"#;
+
+pub enum LockAttempt {
+    Acquired,
+    Held(Option<LockInfo>, String),
+}
+
+pub async fn try_lock(ssh: &Ssh, info: &LockInfo) -> Result<LockAttempt> {
+    let dir = &ssh.host().remote_dir;
+    let json = serde_json::to_string(info).expect("serializable");
+    let out = ssh.script(LOCK_SCRIPT, &[dir.as_str(), json.as_str()]).await?;
+    if out.stdout.starts_with("ACQUIRED") {
+        return Ok(LockAttempt::Acquired);
+    }
+    if out.stdout.starts_with("HELD") {
+        let raw = out.stdout.trim_start_matches("HELD").trim().to_string();
+        return Ok(LockAttempt::Held(serde_json::from_str(&raw).ok(), raw));
+    }
+    Err(Error::remote("lock_failed", format!("cannot create {dir}/lock: {}", out.stderr.trim()), format!("make {dir} writable by {}", ssh.host().user)))
+}
+
+/// Release our lock (by token). `None` releases whatever lock there is (`unlock`).
+pub async fn unlock(ssh: &Ssh, token: Option<&str>) -> Result<bool> {
+    let out = ssh.script(UNLOCK_SCRIPT, &[ssh.host().remote_dir.as_str(), token.unwrap_or("")]).await?;
+    Ok(out.stdout.contains("RELEASED"))
+}
+
+// ---- journal ------------------------------------------------------------------------
+
+const JOURNAL_SCRIPT: &str = r#"mkdir -p "$1" && printf '%s\n' "$2" >> "$1/journal.jsonl""#;
+
+/// Append one JSON line to `<remote_dir>/journal.jsonl`. Callers never put secrets in it.
+pub async fn journal(ssh: &Ssh, entry: &serde_json::Value) -> Result<()> {
+    let line = serde_json::to_string(entry).expect("serializable");
+    let out = ssh.script(JOURNAL_SCRIPT, &[ssh.host().remote_dir.as_str(), line.as_str()]).await?;
+    if !out.success() {
+        tracing::warn!("journal append failed: {}", out.stderr.trim());
+    }
+    Ok(())
+}
+
+const JOURNAL_TAIL_SCRIPT: &str = r#"tail -n "$2" "$1/journal.jsonl" 2>/dev/null || true"#;
+
+pub async fn journal_tail(ssh: &Ssh, n: usize) -> Result<Vec<serde_json::Value>> {
+    let out = ssh.script(JOURNAL_TAIL_SCRIPT, &[ssh.host().remote_dir.clone(), n.to_string()]).await?;
+    Ok(out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_state_sections() {
+        let text = "== current\nreleases/20260101T000000Z-aa\n== releases\n20250101T000000Z-bb\n20260101T000000Z-aa\n== info\n{\"id\":\"20260101T000000Z-aa\",\"stack\":\"s\",\"created_at\":\"t\",\"by\":\"me\",\"files\":{\"a\":\"h\"}}\n\n== verified\n20250101T000000Z-bb\n\n== lock\n\n== exporter\n4242 python3 host_exporter/exporter.py --listen=127.0.0.1:9101 \n== systemd\nno\n== writable\nyes\n== end\n";
+        let s = parse_state(text);
+        assert_eq!(s.current.as_deref(), Some("20260101T000000Z-aa"));
+        assert_eq!(s.releases.len(), 2);
+        assert_eq!(s.current_info.unwrap().files["a"], "h");
+        assert_eq!(s.verified.as_deref(), Some("20250101T000000Z-bb"));
+        assert!(s.lock.is_none());
+        assert_eq!(s.exporter.as_ref().unwrap().0, 4242);
+        assert!(s.writable && !s.has_systemd);
+    }
+
+    #[test]
+    fn fresh_host_state_is_empty() {
+        let s = parse_state("== current\n== releases\n== info\n\n== verified\n\n== lock\n\n== exporter\n== systemd\nno\n== writable\nyes\n== end\n");
+        assert!(s.current.is_none() && s.releases.is_empty() && s.current_info.is_none() && s.exporter.is_none());
+    }
+
+    #[test]
+    fn prune_keeps_newest_current_and_verified() {
+        let r: Vec<String> = (1..=8).map(|i| format!("r{i}")).collect();
+        let v = prune_candidates(&r, 5, Some("r8"), Some("r1"));
+        assert_eq!(v, vec!["r2", "r3"]);
+        assert!(prune_candidates(&r[..3], 5, None, None).is_empty());
+    }
+
+    #[test]
+    fn upload_tar_holds_changed_files_keep_list_and_info() {
+        let info = ReleaseInfo { id: "x".into(), ..Default::default() };
+        let u = Upload { id: "x", prev: Some("p"), changed: vec![("a/b.yml".into(), b"k: v".to_vec(), 0o644)], keep: vec!["c.json".into()], info: &info };
+        let bytes = upload_tar(&u).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let names: Vec<String> = ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert_eq!(names, vec!["a/b.yml", ".stackproof-keep", ".release.json"]);
+    }
+}
