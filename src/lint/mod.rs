@@ -1,9 +1,450 @@
-//! Offline preflight (placeholder until issue #4 lands its checks).
+//! `stackproof lint`: offline, fast and exact checks of a stack directory or of single
+//! files (recognised by content). Every finding has a severity, a stable code, the file,
+//! the line (and column where the parser gives one), a message and a hint.
+//!
+//! Finding codes (stable; see README "Lint finding codes"):
+//!
+//! | code | severity | what |
+//! | --- | --- | --- |
+//! | `yaml.parse`, `json.parse` | error | the file does not parse (parser's line and column) |
+//! | `file.missing` | error | a file the manifest or a config names does not exist in the stack |
+//! | `file.unrecognised` | info | a lone file that is none of the kinds lint knows |
+//! | `lint.lone_file` | info | checks that need the rest of a stack were skipped |
+//! | `manifest.unknown_key`, `manifest.invalid` | error | the manifest does not read |
+//! | `manifest.config_path` | error | a service's config file is not a file of the stack |
+//! | `manifest.verify_job_unknown` | error | `verify.targets`/`drill.job` names no scrape job |
+//! | `manifest.dashboard_unknown` | error | `verify.dashboards` names no dashboard uid |
+//! | `manifest.gate_promql` | error | a gate criterion's query does not parse |
+//! | `prom.unknown_key` | error | a key Prometheus does not know |
+//! | `prom.duration` | error | an invalid Prometheus duration |
+//! | `prom.rule_files_no_match` | error | a `rule_files` entry matches no file |
+//! | `prom.target_unknown` | error | a scrape target is no service or host exporter of the stack |
+//! | `prom.alerting_nowhere` | error | rules but no Alertmanager, or one the stack does not run |
+//! | `prom.duplicate_job` | error | two scrape jobs with one name |
+//! | `prom.metrics_path` | warning | the host exporter's job scrapes another path than it serves |
+//! | `rules.unknown_key`, `rules.invalid` | error | a rule or group Prometheus rejects |
+//! | `rules.promql` | error | an `expr` that does not parse |
+//! | `rules.for_duration` | error | invalid `for`/`keep_firing_for`/group `interval` |
+//! | `rules.duplicate_group` | error | a group name repeated in a file |
+//! | `rules.duplicate_alert` | error | an alert repeated in a group with the same labels |
+//! | `rules.missing_label` | error/warning | an alert lacks a label routing relies on |
+//! | `rules.missing_annotation` | warning | an alert lacks an annotation its receiver's templates use |
+//! | `rules.template_label_dropped` | warning | `$labels.X` where the expression's result has no `X` |
+//! | `promql.impossible_selector` | warning | a selector that can never match a series |
+//! | `am.unknown_key` | error | a key Alertmanager does not know |
+//! | `am.no_route` | error | no `route` |
+//! | `am.receiver_undefined` | error | a route names a receiver that is not defined |
+//! | `am.duplicate_receiver` | error | two receivers with one name |
+//! | `am.url_invalid` | error | a receiver URL that does not parse as http(s) |
+//! | `am.url_placeholder` | warning | a receiver URL with a `<placeholder>` left in |
+//! | `am.matcher_invalid` | error | a matcher that does not parse |
+//! | `am.duration` | error | an invalid duration |
+//! | `am.group_by_unknown` | warning | a `group_by` label no rule sets |
+//! | `am.inhibit_matches_nothing` | warning | an inhibit rule whose source or target no alert can match |
+//! | `am.drill_swallowed` | error | the drill alert does not reach the drill receiver |
+//! | `drill.rule_missing`, `drill.receiver_missing`, `drill.receiver_url` | error | the drill's pieces are missing |
+//! | `version.unsupported` | error | syntax newer than the pinned image |
+//! | `grafana.dashboard_wrapped` | error | `{"dashboard": ...}` API wrapper instead of a model |
+//! | `grafana.missing_title` | error | no title |
+//! | `grafana.missing_uid` | error (stack) / warning (lone) | no uid |
+//! | `grafana.uid_invalid` | error | uid too long or with illegal characters |
+//! | `grafana.duplicate_uid` | error | one uid in two dashboard files |
+//! | `grafana.duplicate_title` | warning | one title twice in a folder |
+//! | `grafana.datasource_unknown` | error | a datasource uid/name the stack does not provision |
+//! | `grafana.ds_placeholder` | error | a `${DS_*}` placeholder no variable backs |
+//! | `grafana.variable_unknown` | error | a `$var` the dashboard does not define |
+//! | `grafana.inputs_left` | warning | `__inputs` left from an export |
+//! | `grafana.panel_promql` | error | a panel query that does not parse after substitution |
+//! | `grafana.multiple_default_datasources` | error | more than one `isDefault: true` |
+//! | `grafana.datasource_no_uid` | warning | a provisioned datasource without a fixed uid |
+//! | `grafana.datasource_url` | error | the Prometheus datasource points elsewhere than the stack's Prometheus |
+//! | `grafana.provider_path_empty` | error | a provider path that no dashboard file is synced to |
+//! | `grafana.provider_invalid` | error | a provider Grafana rejects (no path, duplicate name, type) |
+//! | `metrics.unknown` | error (panels) / warning (rules) | a metric nothing in the stack exposes |
+//! | `metrics.host_dependent` | info/warning | a node-exporter name that depends on the host's hardware |
+//! | `promtool.config`, `promtool.rules`, `amtool.config` | error | findings of the official tools (`--with-promtool`) |
 
-use crate::error::Result;
+mod alertmanager;
+mod grafana;
+pub mod locate;
+mod metrics;
+mod prometheus;
+mod promtool;
+mod stack;
+mod versions;
+
+use crate::error::{Error, Result};
 use crate::output::Format;
-use std::path::PathBuf;
+use crate::stack::dashboard::PathSeg;
+use locate::{Pos, YamlIndex};
+use serde::Serialize;
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
 
-pub fn command(_paths: &[PathBuf], _with_promtool: bool, _format: Format) -> Result<i32> {
-    Err(crate::error::Error::NotImplemented { what: "lint", issue: 4 })
+pub use versions::Version;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub hint: String,
+}
+
+/// A file read once: its text, and positions computed only when a finding needs them.
+pub struct Source {
+    pub path: PathBuf,
+    pub display: String,
+    pub text: String,
+    yaml_index: OnceCell<YamlIndex>,
+}
+
+impl Source {
+    pub fn new(path: PathBuf, display: String, text: String) -> Source {
+        Source { path, display, text, yaml_index: OnceCell::new() }
+    }
+
+    pub fn read(path: &Path, display: String) -> std::io::Result<Source> {
+        Ok(Source::new(path.to_path_buf(), display, std::fs::read_to_string(path)?))
+    }
+
+    fn is_json(&self) -> bool {
+        self.text.trim_start().starts_with(['{', '['])
+    }
+
+    /// Line and column of a path into the file's document.
+    pub fn pos(&self, path: &[PathSeg]) -> Option<Pos> {
+        if path.is_empty() {
+            return Some((1, 1));
+        }
+        if self.is_json() && self.path.extension().is_some_and(|e| e == "json") {
+            locate::json_find(&self.text, path)
+        } else {
+            self.yaml_index.get_or_init(|| YamlIndex::build(&self.text)).find(path)
+        }
+    }
+
+    /// Line and column of a value inside a flow sequence (e.g. one scrape target).
+    pub fn value_pos(&self, path: &[PathSeg]) -> Option<Pos> {
+        if self.is_json() && self.path.extension().is_some_and(|e| e == "json") {
+            locate::json_find(&self.text, path)
+        } else {
+            self.yaml_index.get_or_init(|| YamlIndex::build(&self.text)).find_value(path)
+        }
+    }
+}
+
+/// Collects findings.
+#[derive(Default)]
+pub struct Sink {
+    pub findings: Vec<Finding>,
+}
+
+impl Sink {
+    /// A finding at a path inside a file (`"groups/0/rules/2/expr"`).
+    pub fn at(&mut self, sev: Severity, code: &'static str, src: &Source, path: &str, msg: impl Into<String>, hint: impl Into<String>) {
+        let pos = src.pos(&locate::path(path));
+        self.push(sev, code, &src.display, pos, msg, hint);
+    }
+
+    /// A finding at a path given as segments.
+    pub fn at_path(&mut self, sev: Severity, code: &'static str, src: &Source, path: &[PathSeg], msg: impl Into<String>, hint: impl Into<String>) {
+        let pos = src.pos(path);
+        self.push(sev, code, &src.display, pos, msg, hint);
+    }
+
+    /// A finding at a known position (or none).
+    pub fn push(&mut self, sev: Severity, code: &'static str, file: &str, pos: Option<Pos>, msg: impl Into<String>, hint: impl Into<String>) {
+        self.findings.push(Finding {
+            severity: sev,
+            code,
+            file: file.to_string(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            message: msg.into(),
+            hint: hint.into(),
+        });
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+/// Parse YAML into `T`, reporting a parse error as `yaml.parse` with its line and column.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mut Sink, what: &str) -> Option<T> {
+    match serde_yaml::from_str::<T>(&src.text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let pos = e.location().map(|l| (l.line(), l.column()));
+            let msg = e.to_string();
+            let code = if msg.contains("unknown field") { "manifest.unknown_key" } else { "yaml.parse" };
+            let code = if what == "manifest" { code } else { "yaml.parse" };
+            sink.push(
+                Severity::Error,
+                code,
+                &src.display,
+                pos,
+                format!("{what} does not read: {msg}"),
+                "fix the YAML at that line (indentation, quoting, a value of the wrong type)",
+            );
+            None
+        }
+    }
+}
+
+/// What a lone file is, recognised by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Manifest,
+    PrometheusConfig,
+    Rules,
+    AlertmanagerConfig,
+    GrafanaDatasources,
+    GrafanaProviders,
+    Dashboard,
+    Unknown,
+}
+
+/// Recognise a file by its content (the extension only separates JSON from YAML).
+pub fn recognise(src: &Source) -> Kind {
+    let name = src.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if name.ends_with(".json") || src.is_json() {
+        return match serde_json::from_str::<serde_json::Value>(&src.text) {
+            Ok(v) if v.get("panels").is_some()
+                || v.get("rows").is_some()
+                || v.get("dashboard").is_some()
+                || v.get("schemaVersion").is_some()
+                || v.get("templating").is_some() =>
+            {
+                Kind::Dashboard
+            }
+            Ok(_) => Kind::Unknown,
+            // Broken JSON in a .json file: lint it as a dashboard to report the parse error.
+            Err(_) if name.ends_with(".json") => Kind::Dashboard,
+            Err(_) => Kind::Unknown,
+        };
+    }
+    let v: serde_yaml::Value = match serde_yaml::from_str(&src.text) {
+        Ok(v) => v,
+        Err(_) => {
+            // Guess from the text so the parse error is reported by the right checker.
+            let t = &src.text;
+            return if t.contains("groups:") {
+                Kind::Rules
+            } else if t.contains("scrape_configs:") {
+                Kind::PrometheusConfig
+            } else if t.contains("receivers:") || t.contains("route:") {
+                Kind::AlertmanagerConfig
+            } else if t.contains("datasources:") {
+                Kind::GrafanaDatasources
+            } else if t.contains("providers:") {
+                Kind::GrafanaProviders
+            } else if t.contains("services:") && t.contains("host_exporter:") {
+                Kind::Manifest
+            } else {
+                Kind::Unknown
+            };
+        }
+    };
+    let has = |k: &str| v.get(k).is_some();
+    if v.is_null() {
+        // `null` is what a mixin renders for "no rules": an empty rule file.
+        return if name.contains("rule") { Kind::Rules } else { Kind::Unknown };
+    }
+    if has("services") && has("host_exporter") {
+        Kind::Manifest
+    } else if has("groups") {
+        Kind::Rules
+    } else if has("scrape_configs") || has("rule_files") || has("alerting") || has("remote_write") {
+        Kind::PrometheusConfig
+    } else if has("route") || has("receivers") || has("inhibit_rules") {
+        Kind::AlertmanagerConfig
+    } else if has("datasources") || has("deleteDatasources") {
+        Kind::GrafanaDatasources
+    } else if has("providers") {
+        Kind::GrafanaProviders
+    } else if has("global") && v.get("global").and_then(|g| g.get("scrape_interval").or(g.get("evaluation_interval"))).is_some() {
+        Kind::PrometheusConfig
+    } else {
+        Kind::Unknown
+    }
+}
+
+/// Options of a lint run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub with_promtool: bool,
+}
+
+/// Lint stack directories and single files; the findings, sorted by file and line.
+pub fn lint_paths(paths: &[PathBuf], opts: &Options) -> Result<Vec<Finding>> {
+    let mut sink = Sink::default();
+    let mut lone: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| {
+            Error::config("lint_path", format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files")
+        })?;
+        if meta.is_dir() {
+            if p.join("stackproof.yml").is_file() {
+                stack::lint_stack(p, opts, &mut sink)?;
+            } else {
+                collect_loose(p, &mut lone).map_err(|e| Error::io(p, e))?;
+            }
+        } else if p.file_name().is_some_and(|n| n == "stackproof.yml") {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            stack::lint_stack(dir, opts, &mut sink)?;
+        } else {
+            lone.push(p.clone());
+        }
+    }
+    for p in &lone {
+        let src = Source::read(p, p.display().to_string()).map_err(|e| Error::io(p, e))?;
+        lint_lone(&src, &mut sink);
+    }
+    if opts.with_promtool && !lone.is_empty() {
+        promtool::run_lone(&lone, &mut sink)?;
+    }
+    let mut f = sink.findings;
+    f.sort_by(|a, b| (&a.file, a.line, a.column, a.severity).cmp(&(&b.file, b.line, b.column, b.severity)));
+    f.dedup();
+    Ok(f)
+}
+
+/// Files of a directory that has no manifest, linted one by one.
+fn collect_loose(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            collect_loose(&p, out)?;
+        } else if [".yml", ".yaml", ".json", ".rules"].iter().any(|x| name.ends_with(x)) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Lint one file on its own.
+pub fn lint_lone(src: &Source, sink: &mut Sink) {
+    let kind = recognise(src);
+    let skipped = match kind {
+        Kind::Manifest => {
+            stack::check_manifest_text(src, sink);
+            None
+        }
+        Kind::PrometheusConfig => {
+            prometheus::check_config(src, None, sink);
+            Some("scrape targets and Alertmanager addresses against the stack's services, version support")
+        }
+        Kind::Rules => {
+            prometheus::check_rules(src, None, sink);
+            Some("metric names against what the stack exposes, labels routing relies on, version support")
+        }
+        Kind::AlertmanagerConfig => {
+            alertmanager::check_config(src, None, sink);
+            Some("group_by and inhibitions against the stack's rules, the drill route, version support")
+        }
+        Kind::GrafanaDatasources => {
+            grafana::check_datasources(src, None, sink);
+            Some("the datasource URL against the stack's Prometheus")
+        }
+        Kind::GrafanaProviders => {
+            grafana::check_providers(src, None, sink);
+            Some("whether the provider path holds the stack's dashboards")
+        }
+        Kind::Dashboard => {
+            grafana::check_dashboard(src, None, sink);
+            Some("datasource uids against provisioned datasources, metric names, duplicate uids")
+        }
+        Kind::Unknown => {
+            sink.push(
+                Severity::Info,
+                "file.unrecognised",
+                &src.display,
+                None,
+                "not recognised as a dashboard, rules file, Prometheus/Alertmanager config or Grafana provisioning file; not checked",
+                "lint a stack directory (with stackproof.yml) or one of those files",
+            );
+            None
+        }
+    };
+    if let Some(what) = skipped {
+        sink.push(
+            Severity::Info,
+            "lint.lone_file",
+            &src.display,
+            None,
+            format!("linted on its own: checks that need the rest of a stack were skipped ({what})"),
+            "lint the stack directory to run them",
+        );
+    }
+}
+
+/// Text output for people.
+pub fn render_text(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let at = match (f.line, f.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", f.file),
+            (Some(l), None) => format!("{}:{l}", f.file),
+            _ => f.file.clone(),
+        };
+        out.push_str(&format!("{at}: {}[{}]: {}\n", f.severity.as_str(), f.code, f.message));
+        if !f.hint.is_empty() {
+            out.push_str(&format!("  = hint: {}\n", f.hint));
+        }
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let (e, w, i) = (count(Severity::Error), count(Severity::Warning), count(Severity::Info));
+    let plural = |n: usize, s: &str| format!("{n} {s}{}", if n == 1 { "" } else { "s" });
+    out.push_str(&format!(
+        "lint: {}, {}, {}\n",
+        plural(e, "error"),
+        plural(w, "warning"),
+        plural(i, "note")
+    ));
+    out
+}
+
+/// JSON output: `{"findings": [...]}`.
+pub fn render_json(findings: &[Finding]) -> serde_json::Value {
+    serde_json::json!({ "findings": findings })
+}
+
+/// The `lint` command: exit 0 without error findings, 1 with; Err = could not run (2).
+pub fn command(paths: &[PathBuf], with_promtool: bool, format: Format) -> Result<i32> {
+    let findings = lint_paths(paths, &Options { with_promtool })?;
+    match format {
+        Format::Text => print!("{}", render_text(&findings)),
+        Format::Json => println!("{}", render_json(&findings)),
+    }
+    Ok(if findings.iter().any(|f| f.severity == Severity::Error) { 1 } else { 0 })
 }

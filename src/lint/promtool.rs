@@ -1,0 +1,134 @@
+//! `--with-promtool`: the official checkers (`promtool check config`, `promtool check
+//! rules`, `amtool check-config`) from the local images, each in a throwaway container
+//! (`docker run --rm --network none`, the files mounted read-only), their output mapped
+//! into findings. The docker CLI is enough for a throwaway check; deploy uses the API.
+
+use super::stack::StackCtx;
+use super::{recognise, Kind, Severity, Sink, Source};
+use crate::error::{Error, Result};
+use crate::stack::manifest::CONTAINER_CURRENT;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const PROMETHEUS_IMAGE: &str = "stackproof-local/prometheus:v2.42.0";
+pub const ALERTMANAGER_IMAGE: &str = "stackproof-local/alertmanager:v0.25.0";
+
+fn docker_reachable() -> Result<()> {
+    let out = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(Error::config(
+            "docker_unreachable",
+            format!("--with-promtool needs Docker, which did not answer: {}", String::from_utf8_lossy(&o.stderr).trim()),
+            "start the Docker daemon (or check DOCKER_HOST and that you may use /var/run/docker.sock), or lint without --with-promtool",
+        )),
+        Err(e) => Err(Error::config(
+            "docker_unreachable",
+            format!("--with-promtool needs the docker CLI: {e}"),
+            "install Docker, or lint without --with-promtool",
+        )),
+    }
+}
+
+fn image_present(image: &str) -> bool {
+    Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Run one tool; Ok(None) when it passed, Ok(Some(output)) when it failed.
+fn run_tool(image: &str, mount: &Path, target: &str, entry: &str, args: &[&str]) -> Result<Option<String>> {
+    if !image_present(image) {
+        return Err(Error::config(
+            "image_missing",
+            format!("--with-promtool needs the local image {image}, which is not there"),
+            "build it with scripts/images",
+        ));
+    }
+    let abs = std::fs::canonicalize(mount).map_err(|e| Error::io(mount, e))?;
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "-v"])
+        .arg(format!("{}:{target}:ro", abs.display()))
+        .args(["--entrypoint", entry, image])
+        .args(args)
+        .output()
+        .map_err(|e| Error::config("docker_unreachable", format!("cannot run docker: {e}"), "check the Docker installation"))?;
+    if out.status.success() {
+        return Ok(None);
+    }
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(Some(text))
+}
+
+/// Map a tool's failure output into findings: one per FAILED/error line, with `line N`
+/// when the tool names one.
+fn map_output(sink: &mut Sink, code: &'static str, file: &str, text: &str, container_prefix: &str, host_prefix: &str) {
+    let line_re = regex::Regex::new(r"line (\d+)").expect("static regex");
+    let mut any = false;
+    for l in text.lines() {
+        let t = l.trim();
+        if !(t.contains("FAILED") || t.starts_with("error") || t.contains("err=") || t.starts_with("- ")) {
+            continue;
+        }
+        if t.contains("failed to validate") {
+            continue;
+        }
+        any = true;
+        let msg = t.replace(container_prefix, host_prefix);
+        let line = line_re.captures(t).and_then(|c| c[1].parse().ok());
+        sink.push(Severity::Error, code, file, line.map(|l| (l, 1)), msg, "reported by the official tool of the pinned version");
+    }
+    if !any {
+        let msg = text.trim().replace(container_prefix, host_prefix);
+        sink.push(Severity::Error, code, file, None, msg, "reported by the official tool of the pinned version");
+    }
+}
+
+pub fn run_stack(ctx: &StackCtx, prom: Option<&str>, rules: &[PathBuf], am: Option<&str>, sink: &mut Sink) -> Result<()> {
+    docker_reachable()?;
+    let cur = format!("{CONTAINER_CURRENT}/");
+    let host = format!("{}/", ctx.dir.display());
+    if let Some(p) = prom {
+        if let Some(out) = run_tool(PROMETHEUS_IMAGE, &ctx.dir, CONTAINER_CURRENT, "/bin/promtool", &["check", "config", &format!("{cur}{p}")])? {
+            map_output(sink, "promtool.config", &ctx.display(p), &out, &cur, &host);
+        }
+    }
+    for r in rules {
+        let rel = r.strip_prefix(&ctx.dir).unwrap_or(r).to_string_lossy().into_owned();
+        if let Some(out) = run_tool(PROMETHEUS_IMAGE, &ctx.dir, CONTAINER_CURRENT, "/bin/promtool", &["check", "rules", &format!("{cur}{rel}")])? {
+            map_output(sink, "promtool.rules", &ctx.display(&rel), &out, &cur, &host);
+        }
+    }
+    if let Some(a) = am {
+        if let Some(out) = run_tool(ALERTMANAGER_IMAGE, &ctx.dir, CONTAINER_CURRENT, "/bin/amtool", &["check-config", &format!("{cur}{a}")])? {
+            map_output(sink, "amtool.config", &ctx.display(a), &out, &cur, &host);
+        }
+    }
+    Ok(())
+}
+
+pub fn run_lone(files: &[PathBuf], sink: &mut Sink) -> Result<()> {
+    let mut checked = false;
+    for f in files {
+        let Ok(src) = Source::read(f, f.display().to_string()) else { continue };
+        let kind = recognise(&src);
+        let (image, entry, args, code): (&str, &str, Vec<&str>, &'static str) = match kind {
+            Kind::PrometheusConfig => (PROMETHEUS_IMAGE, "/bin/promtool", vec!["check", "config"], "promtool.config"),
+            Kind::Rules => (PROMETHEUS_IMAGE, "/bin/promtool", vec!["check", "rules"], "promtool.rules"),
+            Kind::AlertmanagerConfig => (ALERTMANAGER_IMAGE, "/bin/amtool", vec!["check-config"], "amtool.config"),
+            _ => continue,
+        };
+        if !checked {
+            docker_reachable()?;
+            checked = true;
+        }
+        let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = format!("/lint/{name}");
+        let mut a = args.clone();
+        a.push(&target);
+        if let Some(out) = run_tool(image, dir, "/lint", entry, &a)? {
+            map_output(sink, code, &src.display, &out, "/lint/", &format!("{}/", dir.display()));
+        }
+    }
+    Ok(())
+}
