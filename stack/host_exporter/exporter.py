@@ -5,7 +5,7 @@ the results in the Prometheus text format.
 It needs nothing but python3 (3.7 or newer, standard library only), so it runs on a
 stock Debian or Ubuntu VPS. stackproof starts it from the current release directory:
 
-    python3 host_exporter/exporter.py --listen=127.0.0.1:9101 --interval=30s \
+    python3 host_exporter/exporter.py --listen=127.0.0.1:9101 --interval=15s \
         --tests=host_exporter/tests.json
 
 The tests file lists commands; each is run without a shell, with its own timeout:
@@ -352,7 +352,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    # A short poll interval so that shutdown() returns quickly after SIGTERM.
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
     serving.start()
     runner = Runner(tests, interval, metrics, stop)
     runner.start()
