@@ -10,6 +10,8 @@ pub mod hosts;
 pub mod lint;
 pub mod output;
 pub mod stack;
+pub mod verify;
+pub mod report;
 
 pub use error::{Error, Result};
 pub mod engine;

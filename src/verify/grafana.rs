@@ -1,0 +1,590 @@
+//! Grafana: healthy, the admin login works with the deployed secret and not with the
+//! default, each provisioned datasource present and healthy (Grafana reaching Prometheus
+//! from its own container), each dashboard visible in its folder and provisioned from the
+//! deployed file, and every panel's every query returning data through `/api/ds/query`
+//! the way a browser would run it. Facts: research/grafana-facts.md §2.7, §3, §4.
+
+use super::alertmanager::first;
+use super::frames::{self, Outcome as Judged};
+use super::http::{join, Auth};
+use super::panels;
+use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
+use super::stackfiles::{prom_duration, DashFile};
+use super::{poll, skipped, timed, Attempt, Check, Ctx, DashboardResult, Outcome, PanelResult, QueryResult, Status};
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn url(ctx: &Ctx<'_>, path: &str) -> String {
+    join(&ctx.input.endpoints.grafana, path)
+}
+
+fn admin<'a>(ctx: &'a Ctx<'_>) -> Auth<'a> {
+    Auth { user: &ctx.input.grafana_user, password: ctx.input.grafana_password.expose() }
+}
+
+/// GET with the admin's basic auth; non-2xx is an error carrying Grafana's message.
+async fn get(ctx: &Ctx<'_>, path: &str) -> Result<Value, String> {
+    let a = ctx.http.get(&url(ctx, path), Some(admin(ctx))).await?;
+    if !a.ok() {
+        return Err(format!("{path}: HTTP {}: {}", a.status, a.message()));
+    }
+    a.json()
+}
+
+pub(crate) async fn healthy(ctx: &Ctx<'_>) -> Check {
+    let u = url(ctx, "/api/health");
+    timed("grafana: healthy", async {
+        let r = poll(ctx.bounds.ready, || async {
+            match ctx.http.get(&u, None).await {
+                Ok(a) if a.ok() => match a.json().ok().and_then(|v| v.get("database").and_then(Value::as_str).map(str::to_string)) {
+                    Some(db) if db == "ok" => Attempt::Done(()),
+                    other => Attempt::Retry(format!("/api/health: database {}", other.unwrap_or_else(|| "unknown".into()))),
+                },
+                Ok(a) => Attempt::Retry(format!("/api/health answered HTTP {}: {}", a.status, a.message())),
+                Err(e) => Attempt::Retry(e),
+            }
+        })
+        .await;
+        match r {
+            Ok(()) => Outcome::pass("healthy, database ok"),
+            Err(e) => Outcome::fail(e, "check the grafana container's log (`stackproof status`): a datasource provisioning error stops Grafana"),
+        }
+    })
+    .await
+}
+
+pub(crate) async fn checks(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<DashboardResult>) {
+    let h = healthy(ctx).await;
+    if h.status != Status::Pass {
+        let why = "Grafana is not healthy";
+        let mut out = vec![h, skipped("grafana: admin login", why), skipped("grafana: default password refused", why)];
+        out.extend(ctx.files.datasources.iter().map(|d| skipped(format!("grafana: datasource {}", d.name), why)));
+        out.push(skipped("grafana: dashboards", why));
+        return (out, vec![]);
+    }
+    let (login, default_pw, ds, dashes) = tokio::join!(login(ctx), default_refused(ctx), datasources(ctx), dashboards(ctx));
+    let mut out = vec![h, login, default_pw];
+    out.extend(ds);
+    let (dash_checks, visible) = dashes;
+    out.extend(dash_checks);
+    let (panel_checks, results) = panel_checks(ctx, &visible).await;
+    out.extend(panel_checks);
+    (out, results)
+}
+
+async fn login(ctx: &Ctx<'_>) -> Check {
+    let user = ctx.input.grafana_user.clone();
+    timed("grafana: admin login", async {
+        match ctx.http.get(&url(ctx, "/api/user"), Some(admin(ctx))).await {
+            Ok(a) if a.ok() => Outcome::pass(format!("`{user}` logs in with the deployed secret")),
+            Ok(a) => Outcome::fail(
+                format!("`{user}` cannot log in with the deployed secret: HTTP {}: {}", a.status, a.message()),
+                "GF_SECURITY_ADMIN_PASSWORD only applies when Grafana creates its database: an older grafana-data volume keeps the old password — reset it (`grafana cli admin reset-admin-password`) or recreate the volume",
+            ),
+            Err(e) => Outcome::fail(e, ""),
+        }
+    })
+    .await
+}
+
+async fn default_refused(ctx: &Ctx<'_>) -> Check {
+    timed("grafana: default password refused", async {
+        if ctx.input.grafana_password.expose() == "admin" {
+            return Outcome::fail("the deployed admin secret is the default `admin`", "set a strong value for the grafana_admin_password secret");
+        }
+        match ctx.http.get(&url(ctx, "/api/user"), Some(Auth { user: "admin", password: "admin" })).await {
+            Ok(a) if a.status == 401 => Outcome::pass("admin/admin is refused"),
+            Ok(a) if a.ok() => Outcome::fail(
+                "admin/admin logs in: anyone reaching Grafana is its admin",
+                "Grafana kept the default password from its first start: reset it (`grafana cli admin reset-admin-password`) or recreate the grafana-data volume",
+            ),
+            Ok(a) => Outcome::fail(format!("unexpected answer to admin/admin: HTTP {}: {}", a.status, a.message()), ""),
+            Err(e) => Outcome::fail(e, ""),
+        }
+    })
+    .await
+}
+
+async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
+    let futs = ctx.files.datasources.iter().map(|d| {
+        timed(format!("grafana: datasource {}", d.name), async move {
+            let path = match &d.uid {
+                Some(u) => format!("/api/datasources/uid/{u}"),
+                None => format!("/api/datasources/name/{}", d.name),
+            };
+            // Provisioning runs after Grafana starts answering: poll for presence.
+            let found = poll(ctx.bounds.dashboards, || async {
+                match get(ctx, &path).await {
+                    Ok(v) => Attempt::Done(v),
+                    Err(e) => Attempt::Retry(e),
+                }
+            })
+            .await;
+            let v = match found {
+                Ok(v) => v,
+                Err(e) => return Outcome::fail(format!("not provisioned: {e}"), format!("check {} and Grafana's log (logger=provisioning.datasources)", d.file)),
+            };
+            let running_url = v.get("url").and_then(Value::as_str).unwrap_or("");
+            if !d.url.is_empty() && running_url != d.url {
+                return Outcome::fail(
+                    format!("Grafana has url `{running_url}`, {} says `{}`", d.file, d.url),
+                    "a datasource whose uid changed or that is edited in the UI keeps the old settings: restart Grafana with the deployed provisioning",
+                );
+            }
+            let uid = v.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
+            if d.kind != "prometheus" {
+                return Outcome::pass(format!("present (uid {uid}); health not checked for type {}", d.kind));
+            }
+            let health = poll(ctx.bounds.targets, || async {
+                match ctx.http.get(&url(ctx, &format!("/api/datasources/uid/{uid}/health")), Some(admin(ctx))).await {
+                    Ok(a) => {
+                        let v = a.json().unwrap_or(Value::Null);
+                        let status = v.get("status").and_then(Value::as_str).unwrap_or("").to_string();
+                        let msg = v.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| a.message());
+                        if a.ok() && status == "OK" {
+                            Attempt::Done(msg)
+                        } else {
+                            Attempt::Retry(format!("health {}: {msg}", if status.is_empty() { format!("HTTP {}", a.status) } else { status }))
+                        }
+                    }
+                    Err(e) => Attempt::Retry(e),
+                }
+            })
+            .await;
+            match health {
+                Ok(msg) => Outcome::pass(format!("uid {uid}, {running_url}: {msg}")),
+                Err(e) => Outcome::fail(
+                    format!("uid {uid}, url {running_url}: {e}"),
+                    format!("Grafana cannot reach Prometheus at {running_url} from its own container: fix `url` in {}", d.file),
+                ),
+            }
+        })
+    });
+    futures_util::future::join_all(futs).await
+}
+
+/// A dashboard verify expects, with where it should come from.
+struct Expected<'a> {
+    uid: String,
+    file: Option<&'a DashFile>,
+}
+
+/// Dashboard checks; returns the uids (and titles) that are visible, for the panel checks.
+async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>) {
+    let mut expected: Vec<Expected> = vec![];
+    for uid in &ctx.input.stack.manifest.verify.dashboards {
+        let file = ctx.files.dashboards.iter().find(|d| d.uid.as_deref() == Some(uid.as_str()));
+        expected.push(Expected { uid: uid.clone(), file });
+    }
+    for d in &ctx.files.dashboards {
+        match &d.uid {
+            Some(u) if !expected.iter().any(|e| &e.uid == u) => expected.push(Expected { uid: u.clone(), file: Some(d) }),
+            None => expected.push(Expected { uid: String::new(), file: Some(d) }),
+            _ => {}
+        }
+    }
+    if expected.is_empty() {
+        return (vec![skipped("grafana: dashboards", "the stack has no dashboards")], vec![]);
+    }
+    let t0 = Instant::now();
+    // One search, polled until every expected uid is listed (provisioning is async).
+    let wanted: Vec<String> = expected.iter().filter(|e| !e.uid.is_empty() && e.file.is_none_or(|f| f.problem.is_none())).map(|e| e.uid.clone()).collect();
+    let last: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(vec![]);
+    let search = poll(ctx.bounds.dashboards, || async {
+        match get(ctx, "/api/search?type=dash-db&limit=5000").await {
+            Ok(Value::Array(hits)) => {
+                let all = wanted.iter().all(|u| hits.iter().any(|h| h.get("uid").and_then(Value::as_str) == Some(u.as_str())));
+                *last.lock().expect("not poisoned") = hits.clone();
+                if all {
+                    Attempt::Done(())
+                } else {
+                    Attempt::Retry("missing".into())
+                }
+            }
+            Ok(_) => Attempt::Retry("/api/search did not answer a list".into()),
+            Err(e) => Attempt::Retry(e),
+        }
+    })
+    .await;
+    let search_err = match &search {
+        Err(e) if e != "missing" => Some(e.clone()),
+        _ => None,
+    };
+    let hits = last.lock().expect("not poisoned").clone();
+    let waited_ms = t0.elapsed().as_millis() as u64;
+
+    let mut visible = vec![];
+    let mut checks = vec![];
+    for e in &expected {
+        let label = e.file.and_then(|f| f.title.clone()).unwrap_or_else(|| e.uid.clone());
+        let name = format!("grafana: dashboard {}", if e.uid.is_empty() { e.file.map(|f| f.file.clone()).unwrap_or_default() } else { e.uid.clone() });
+        let hit = hits.iter().find(|h| !e.uid.is_empty() && h.get("uid").and_then(Value::as_str) == Some(e.uid.as_str())).cloned();
+        let mut c = timed(name, async {
+            let Some(hit) = hit else {
+                if let Some(err) = &search_err {
+                    return Outcome::fail(err.clone(), "");
+                }
+                return match e.file {
+                    Some(f) if f.problem.is_some() => Outcome::fail(
+                        format!("`{label}` is not in Grafana: {} {}", f.file, f.problem.clone().unwrap_or_default()),
+                        "write the bare dashboard model (title, uid, panels at the top level) to the file, then deploy again",
+                    ),
+                    Some(f) => Outcome::fail(
+                        format!("`{label}` ({}) is not listed by /api/search after {:.0}s", f.file, waited_ms as f64 / 1000.0),
+                        "read Grafana's log for `failed to load dashboard from` and check the provider's `path`",
+                    ),
+                    None => Outcome::fail(
+                        format!("uid `{}` is listed in verify.dashboards but no dashboard file of the stack has it", e.uid),
+                        "fix the uid in stackproof.yml or add the dashboard file",
+                    ),
+                };
+            };
+            let title = hit.get("title").and_then(Value::as_str).unwrap_or("").to_string();
+            let folder = hit.get("folderTitle").and_then(Value::as_str).unwrap_or("").to_string();
+            let Some(f) = e.file else {
+                return Outcome::pass(format!("`{title}` visible in {}", folder_name(&folder)));
+            };
+            let want_folder = ctx.files.folder_of(f);
+            if !want_folder.is_empty() && want_folder != folder {
+                return Outcome::fail(
+                    format!("`{title}` is in folder {} but its provider puts it in {}", folder_name(&folder), folder_name(&want_folder)),
+                    "a dashboard with the same uid provisioned elsewhere wins: look for duplicate uids",
+                );
+            }
+            let full = match get(ctx, &format!("/api/dashboards/uid/{}", e.uid)).await {
+                Ok(v) => v,
+                Err(err) => return Outcome::fail(err, ""),
+            };
+            let provider = &ctx.files.providers[f.provider];
+            let meta = full.get("meta").cloned().unwrap_or(Value::Null);
+            let ext = meta.get("provisionedExternalId").and_then(Value::as_str).unwrap_or("");
+            let prov = meta.get("provisioned").and_then(Value::as_bool).unwrap_or(false);
+            if ext.is_empty() {
+                return Outcome::fail(format!("`{title}` is not provisioned from a file (saved through the UI or API?)"), "delete the UI copy; provisioning recreates it from the file");
+            }
+            if ext != f.rel {
+                return Outcome::fail(format!("`{title}` is provisioned from `{ext}`, expected `{}`", f.rel), "two files share this uid: keep one");
+            }
+            if prov == provider.allow_ui_updates {
+                return Outcome::fail(
+                    format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name, provider.allow_ui_updates),
+                    "",
+                );
+            }
+            if let (Some(file_json), Some(running)) = (&f.json, full.get("dashboard")) {
+                let differs = |k: &str| file_json.get(k) != running.get(k);
+                if differs("title") || differs("panels") || differs("templating") {
+                    return Outcome::fail(
+                        format!("`{title}` in Grafana differs from {} (title, panels or variables): Grafana has not picked up the deployed file yet", f.file),
+                        format!("wait for the provider's updateIntervalSeconds or POST /api/admin/provisioning/dashboards/reload; check {}", f.file),
+                    );
+                }
+            }
+            Outcome::pass(format!("`{title}` in {}, provisioned from {}", folder_name(&folder), f.rel))
+        })
+        .await;
+        c.duration_ms += waited_ms;
+        if c.status == Status::Pass {
+            visible.push((e.uid.clone(), label.clone(), hit_folder(&hits, &e.uid)));
+        }
+        checks.push(c);
+    }
+    (checks, visible)
+}
+
+fn hit_folder(hits: &[Value], uid: &str) -> String {
+    hits.iter()
+        .find(|h| h.get("uid").and_then(Value::as_str) == Some(uid))
+        .and_then(|h| h.get("folderTitle").and_then(Value::as_str))
+        .unwrap_or("General")
+        .to_string()
+}
+
+fn folder_name(f: &str) -> String {
+    if f.is_empty() {
+        "General".into()
+    } else {
+        format!("`{f}`")
+    }
+}
+
+/// Grafana's datasources, as the browser knows them.
+#[derive(Debug, Clone)]
+struct Ds {
+    uid: String,
+    name: String,
+    kind: String,
+    is_default: bool,
+    time_interval: Option<String>,
+}
+
+async fn grafana_datasources(ctx: &Ctx<'_>) -> Result<Vec<Ds>, String> {
+    let v = get(ctx, "/api/datasources").await?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| Ds {
+            uid: d.get("uid").and_then(Value::as_str).unwrap_or("").into(),
+            name: d.get("name").and_then(Value::as_str).unwrap_or("").into(),
+            kind: d.get("type").and_then(Value::as_str).unwrap_or("").into(),
+            is_default: d.get("isDefault").and_then(Value::as_bool).unwrap_or(false),
+            time_interval: d.pointer("/jsonData/timeInterval").and_then(Value::as_str).map(str::to_string),
+        })
+        .collect())
+}
+
+fn default_ds(list: &[Ds]) -> Option<&Ds> {
+    list.iter().find(|d| d.is_default).or_else(|| list.first())
+}
+
+/// One query to run: where it comes from and what to send.
+#[derive(Clone)]
+struct Job {
+    dash: usize,
+    panel: usize,
+    ref_id: String,
+    expr: String,
+    body: Result<Value, String>,
+}
+
+async fn panel_checks(ctx: &Ctx<'_>, visible: &[(String, String, String)]) -> (Vec<Check>, Vec<DashboardResult>) {
+    if visible.is_empty() {
+        return (vec![], vec![]);
+    }
+    let t0 = Instant::now();
+    let ds_list = match grafana_datasources(ctx).await {
+        Ok(l) => l,
+        Err(e) => {
+            let checks = visible
+                .iter()
+                .map(|(_, title, _)| Check { name: format!("grafana: panels of {title}"), status: Status::Fail, detail: e.clone(), hint: String::new(), duration_ms: 0 })
+                .collect();
+            return (checks, vec![]);
+        }
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut results: Vec<DashboardResult> = vec![];
+    let mut jobs: Vec<Job> = vec![];
+    for (uid, label, folder) in visible.iter() {
+        let dash = match get(ctx, &format!("/api/dashboards/uid/{uid}")).await {
+            Ok(v) => v.get("dashboard").cloned().unwrap_or(Value::Null),
+            Err(e) => {
+                results.push(DashboardResult { uid: uid.clone(), title: label.clone(), folder: folder.clone(), panels: vec![PanelResult { title: "(dashboard)".into(), status: Status::Fail, queries: vec![QueryResult { ref_id: String::new(), expr: String::new(), status: Status::Fail, detail: e, series: vec![] }] }] });
+                continue;
+            }
+        };
+        let model = Dashboard::from_value(dash.clone());
+        let (from, to) = panels::time_range(&dash, now_ms);
+        let b = browser_builtins(from, to);
+        let mut dr = DashboardResult { uid: uid.clone(), title: model.title.clone().unwrap_or_else(|| label.clone()), folder: folder.clone(), panels: vec![] };
+        for (pi, p) in model.panels().iter().enumerate() {
+            let targets: Vec<_> = p.prometheus_targets().collect();
+            dr.panels.push(PanelResult {
+                title: if p.title.is_empty() { "(untitled)".into() } else { p.title.clone() },
+                status: if targets.is_empty() { Status::Skip } else { Status::Pass },
+                queries: vec![],
+            });
+            let raw_panel = value_at(&model.raw, &p.path);
+            for t in targets {
+                let raw_expr = t.expr.clone().unwrap_or_default();
+                let expr = model.substitute(&raw_expr, &b);
+                let raw_target = value_at(&model.raw, &t.path);
+                let ref_id = if t.ref_id.is_empty() { "A".to_string() } else { t.ref_id.clone() };
+                let body = build_body(&model, &raw_panel, &raw_target, p.target_datasource(t), &ref_id, &raw_expr, &expr, &b, &ds_list, from, to);
+                jobs.push(Job { dash: results.len(), panel: pi, ref_id, expr, body });
+            }
+        }
+        results.push(dr);
+    }
+
+    // Run every query; poll the ones without data until the deadline (a fresh deploy
+    // needs a couple of scrapes before a rate has two samples).
+    let mut outcomes: BTreeMap<usize, (Judged, String)> = BTreeMap::new();
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    loop {
+        let round: Vec<(usize, Judged)> = stream::iter(pending.clone())
+            .map(|i| {
+                let job = &jobs[i];
+                async move { (i, run_query(ctx, job).await) }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        pending.clear();
+        for (i, o) in round {
+            let permanent = jobs[i].body.is_err();
+            if !matches!(o, Judged::Data(_)) && !permanent {
+                pending.push(i);
+            }
+            outcomes.insert(i, (o, String::new()));
+        }
+        pending.sort();
+        if pending.is_empty() || Instant::now() >= ctx.bounds.panels {
+            break;
+        }
+        tokio::time::sleep_until(tokio::time::Instant::from_std((Instant::now() + super::POLL_EVERY * 2).min(ctx.bounds.panels))).await;
+    }
+    let total_ms = t0.elapsed().as_millis() as u64;
+
+    // Fold outcomes into panels and checks.
+    for (i, job) in jobs.iter().enumerate() {
+        let (o, _) = outcomes.remove(&i).unwrap_or((Judged::Error("not run".into()), String::new()));
+        let (status, detail, series) = match o {
+            Judged::Data(s) => (Status::Pass, format!("{} series", s.len()), s),
+            Judged::NoData => (Status::Fail, "no data (the query returned no values)".to_string(), vec![]),
+            Judged::Error(e) => (Status::Fail, e, vec![]),
+        };
+        let panel = &mut results[job.dash].panels[job.panel];
+        if status == Status::Fail {
+            panel.status = Status::Fail;
+        }
+        panel.queries.push(QueryResult { ref_id: job.ref_id.clone(), expr: job.expr.clone(), status, detail, series });
+    }
+    let checks = results
+        .iter()
+        .map(|d| {
+            let mut bad = vec![];
+            let mut n_queries = 0;
+            for p in &d.panels {
+                for q in &p.queries {
+                    n_queries += 1;
+                    if q.status == Status::Fail {
+                        bad.push(format!("{} › {} › `{}`: {}", d.title, p.title, q.expr, q.detail));
+                    }
+                }
+            }
+            let n_panels = d.panels.iter().filter(|p| p.status != Status::Skip).count();
+            if bad.is_empty() {
+                Check {
+                    name: format!("grafana: panels of {}", d.uid),
+                    status: Status::Pass,
+                    detail: format!("`{}`: {n_panels} panels, {n_queries} queries, all returned data", d.title),
+                    hint: String::new(),
+                    duration_ms: total_ms,
+                }
+            } else {
+                Check {
+                    name: format!("grafana: panels of {}", d.uid),
+                    status: Status::Fail,
+                    detail: format!("{} of {n_queries} queries without data: {}", bad.len(), first(&bad, 6)),
+                    hint: "run the query in Prometheus: a metric no target exposes, a label that does not match, or a datasource Grafana cannot reach".into(),
+                    duration_ms: total_ms,
+                }
+            }
+        })
+        .collect();
+    (checks, results)
+}
+
+/// Grafana's backend substitutes the interval and range built-ins itself; the browser
+/// only fills in `$__from`/`$__to`. So those are the only ones replaced here.
+fn browser_builtins(from: i64, to: i64) -> Builtins {
+    Builtins {
+        interval: "$__interval".into(),
+        interval_ms: "$__interval_ms".into(),
+        rate_interval: "$__rate_interval".into(),
+        rate_interval_ms: "$__rate_interval_ms".into(),
+        range: "$__range".into(),
+        range_s: "$__range_s".into(),
+        range_ms: "$__range_ms".into(),
+        from: from.to_string(),
+        to: to.to_string(),
+    }
+}
+
+/// The JSON value at a path of the shared model (panels and targets keep their paths).
+fn value_at(raw: &Value, path: &JsonPath) -> Value {
+    let mut v = raw;
+    for seg in path {
+        v = match seg {
+            PathSeg::Key(k) => v.get(k.as_str()),
+            PathSeg::Index(i) => v.get(*i),
+        }
+        .unwrap_or(&Value::Null);
+    }
+    v.clone()
+}
+
+/// Map a datasource reference to one of Grafana's datasources, as the browser does.
+fn pick_ds<'a>(model: &Dashboard, r: &DsRef, b: &Builtins, ds_list: &'a [Ds]) -> Result<&'a Ds, String> {
+    let by_var = |name: &str| -> Option<&'a Ds> {
+        let v = model.variable(name)?;
+        if v.kind != "datasource" {
+            return None;
+        }
+        let kind = v.query.clone().unwrap_or_else(|| "prometheus".into());
+        ds_list.iter().find(|d| d.kind == kind && d.is_default).or_else(|| ds_list.iter().find(|d| d.kind == kind))
+    };
+    match r {
+        DsRef::Default | DsRef::Mixed => default_ds(ds_list).ok_or_else(|| "no default datasource in Grafana".to_string()),
+        DsRef::Name(_) | DsRef::Uid { .. } => {
+            let written = r.text().unwrap_or("");
+            let s = model.substitute(written, b);
+            if let Some(d) = ds_list.iter().find(|d| d.uid == s || d.name == s) {
+                return Ok(d);
+            }
+            if let Some(d) = r.variable().and_then(by_var) {
+                return Ok(d);
+            }
+            if written.contains('$') && model.inputs.iter().any(|i| written.contains(i.as_str())) || written.starts_with("${DS_") {
+                return Err(format!(
+                    "Datasource {written} was not found: an `__inputs` placeholder (dashboards exported for sharing externally do not work when provisioned)"
+                ));
+            }
+            Err(format!("datasource `{written}` not found in Grafana"))
+        }
+        other => Err(format!("not a Prometheus query ({other:?})")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_body(
+    model: &Dashboard,
+    panel: &Value,
+    target: &Value,
+    ds_ref: &DsRef,
+    ref_id: &str,
+    raw_expr: &str,
+    expr: &str,
+    b: &Builtins,
+    ds_list: &[Ds],
+    from: i64,
+    to: i64,
+) -> Result<Value, String> {
+    if let Some(u) = model.unresolved(raw_expr).first() {
+        return Err(format!("variable `${u}` is not defined in the dashboard"));
+    }
+    let ds = pick_ds(model, ds_ref, b, ds_list)?;
+    let min_interval = target
+        .get("interval")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| panel.get("interval").and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .map(|s| model.substitute(s, b))
+        .unwrap_or_default();
+    let min_ms = prom_duration(min_interval.trim_start_matches('>'))
+        .or_else(|| ds.time_interval.as_deref().and_then(|t| prom_duration(t.trim_start_matches('>'))))
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(15_000);
+    let max_dp = panels::max_data_points(panel);
+    let interval_ms = panels::interval_ms(to - from, max_dp, min_ms);
+    let q = panels::query_json(target, ref_id, &ds.uid, &ds.kind, expr, &min_interval, interval_ms, max_dp);
+    Ok(json!({"from": from.to_string(), "to": to.to_string(), "queries": [q]}))
+}
+
+async fn run_query(ctx: &Ctx<'_>, job: &Job) -> Judged {
+    let body = match &job.body {
+        Ok(b) => b,
+        Err(e) => return Judged::Error(e.clone()),
+    };
+    match ctx.http.post_json(&url(ctx, "/api/ds/query"), Some(admin(ctx)), body).await {
+        Ok(a) => match a.json() {
+            Ok(v) if v.get("results").is_some() => frames::judge(v.pointer(&format!("/results/{}", job.ref_id))),
+            Ok(_) => Judged::Error(format!("HTTP {}: {}", a.status, a.message())),
+            Err(e) => Judged::Error(e),
+        },
+        Err(e) => Judged::Error(e),
+    }
+}

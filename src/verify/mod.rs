@@ -1,0 +1,306 @@
+//! `verify`: prove the deployed stack works the way a person would check it.
+//!
+//! This module knows nothing about SSH: it receives HTTP base URLs (the local ends of
+//! the tunnels the caller opened) and the stack that was deployed. Every check polls its
+//! service until it passes or until a deadline derived from the stack's own timing
+//! (scrape and evaluation intervals, Grafana's provider update interval) — capped by
+//! the caller's overall deadline — and never sleeps a fixed time.
+//!
+//! Layout: pure decisions (config comparison, route evaluation, exposition validation,
+//! data-vs-empty frame, template substitution) live in their own modules and are unit
+//! tested; the `*_checks` functions are the thin HTTP shell around them.
+
+pub mod alertmanager;
+pub mod config_diff;
+pub mod exposition;
+pub mod frames;
+pub mod grafana;
+pub mod host_exporter;
+mod http;
+pub mod panels;
+pub mod prometheus;
+pub mod stackfiles;
+
+use serde::Serialize;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use stackfiles::StackFiles;
+
+/// Base URLs of the four HTTP services, e.g. `http://127.0.0.1:43211` (no trailing slash
+/// needed). On a real host these are the local ends of SSH tunnels.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub prometheus: String,
+    pub alertmanager: String,
+    pub grafana: String,
+    pub host_exporter: String,
+}
+
+pub struct VerifyInput {
+    /// The stack that was deployed (its files are the reference for "deployed config").
+    pub stack: crate::stack::Stack,
+    pub endpoints: Endpoints,
+    pub grafana_user: String,
+    pub grafana_password: crate::hosts::Secret,
+    /// No check polls past this instant.
+    pub deadline: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One check: a stable name, its outcome, what was seen, and what to do next.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    /// What was seen. For a pass it may carry a `warning:` line (e.g. a rule that can
+    /// never fire).
+    pub detail: String,
+    /// What to do next (empty when nothing to do).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hint: String,
+    pub duration_ms: u64,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    /// Every dashboard with each panel's outcome and the data it returned (HTML report).
+    #[serde(skip)]
+    pub dashboards: Vec<DashboardResult>,
+    /// Filled by the outage drill (its own issue); rendered in the HTML report's drill
+    /// section and emitted as the `drill` key of the JSON report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<serde_json::Value>,
+}
+
+impl Report {
+    fn from_checks(mut checks: Vec<Check>, dashboards: Vec<DashboardResult>) -> Report {
+        // Stable order: as produced (grouped by service); the text view puts failures first.
+        checks.retain(|c| !c.name.is_empty());
+        let ok = checks.iter().all(|c| c.status != Status::Fail);
+        Report { ok, checks, dashboards, drill: None }
+    }
+
+    /// Replace every occurrence of `secret` in the report's text (defence in depth: no
+    /// check puts a credential in its detail, but an upstream error message might).
+    pub fn redact(&mut self, secret: &str) {
+        if secret.len() < 4 {
+            return;
+        }
+        let scrub = |s: &mut String| {
+            if s.contains(secret) {
+                *s = s.replace(secret, "***");
+            }
+        };
+        for c in &mut self.checks {
+            scrub(&mut c.detail);
+            scrub(&mut c.hint);
+        }
+        for d in &mut self.dashboards {
+            for p in &mut d.panels {
+                for q in &mut p.queries {
+                    scrub(&mut q.detail);
+                    scrub(&mut q.expr);
+                }
+            }
+        }
+    }
+
+    pub fn failed(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Fail)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardResult {
+    pub uid: String,
+    pub title: String,
+    pub folder: String,
+    pub panels: Vec<PanelResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PanelResult {
+    pub title: String,
+    pub status: Status,
+    pub queries: Vec<QueryResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResult {
+    pub ref_id: String,
+    /// The expression as sent (dashboard variables substituted).
+    pub expr: String,
+    pub status: Status,
+    pub detail: String,
+    /// Returned series, thinned for the report's charts.
+    pub series: Vec<frames::Series>,
+}
+
+/// What a check function returns; `timed` adds the name and the duration.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub status: Status,
+    pub detail: String,
+    pub hint: String,
+}
+
+impl Outcome {
+    pub fn pass(detail: impl Into<String>) -> Outcome {
+        Outcome { status: Status::Pass, detail: detail.into(), hint: String::new() }
+    }
+    pub fn fail(detail: impl Into<String>, hint: impl Into<String>) -> Outcome {
+        Outcome { status: Status::Fail, detail: detail.into(), hint: hint.into() }
+    }
+    pub fn skip(detail: impl Into<String>) -> Outcome {
+        Outcome { status: Status::Skip, detail: detail.into(), hint: String::new() }
+    }
+}
+
+pub(crate) async fn timed(name: impl Into<String>, fut: impl Future<Output = Outcome>) -> Check {
+    let start = Instant::now();
+    let o = fut.await;
+    Check {
+        name: name.into(),
+        status: o.status,
+        detail: o.detail,
+        hint: o.hint,
+        duration_ms: start.elapsed().as_millis() as u64,
+    }
+}
+
+pub(crate) fn skipped(name: impl Into<String>, why: impl Into<String>) -> Check {
+    Check { name: name.into(), status: Status::Skip, detail: why.into(), hint: String::new(), duration_ms: 0 }
+}
+
+/// One try of a polled check: done, or not yet (with what was seen, reported if the
+/// deadline passes).
+pub(crate) enum Attempt<T> {
+    Done(T),
+    Retry(String),
+}
+
+/// How often a polled check asks again. Short: every answer is local and cheap.
+pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// Try `f` until it is done or `until` passes; at least one try always runs. Returns the
+/// last "not yet" reason on timeout.
+pub(crate) async fn poll<T, F, Fut>(until: Instant, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    loop {
+        match f().await {
+            Attempt::Done(t) => return Ok(t),
+            Attempt::Retry(why) => {
+                let now = Instant::now();
+                if now >= until {
+                    return Err(why);
+                }
+                tokio::time::sleep_until(tokio::time::Instant::from_std((now + POLL_EVERY).min(until))).await;
+            }
+        }
+    }
+}
+
+/// Everything the checks share: HTTP client, endpoints, the stack's files, deadlines.
+pub(crate) struct Ctx<'a> {
+    pub input: &'a VerifyInput,
+    pub http: http::Http,
+    pub files: StackFiles,
+    pub bounds: Bounds,
+}
+
+/// Per-check deadlines, derived from the stack's timing and capped by the caller's.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub ready: Instant,
+    pub targets: Instant,
+    pub rules: Instant,
+    pub alertmanagers: Instant,
+    pub metrics: Instant,
+    pub dashboards: Instant,
+    pub panels: Instant,
+}
+
+/// How long after a (re)start each stage may legitimately take, from the stack's timing.
+/// Prometheus throttles service-discovery updates to 5 s, so a new target's first sample
+/// comes ~5.5 s after start (seen on this machine); the first scrape may come a whole
+/// interval later; a rate needs two samples.
+pub fn bounds_for(t: &stackfiles::Timing, start: Instant, cap: Instant) -> Bounds {
+    const SD: Duration = Duration::from_secs(6);
+    const SLACK: Duration = Duration::from_secs(3);
+    let at = |d: Duration| (start + d).min(cap);
+    let targets = SD + t.scrape * 2 + t.scrape_timeout + SLACK;
+    Bounds {
+        ready: cap,
+        targets: at(targets),
+        rules: at(t.evaluation * 2 + SLACK),
+        alertmanagers: at(SD + SLACK),
+        metrics: at(targets + t.evaluation),
+        dashboards: at(t.provider_update * 2 + Duration::from_secs(10)),
+        panels: at(targets + t.scrape * 2 + t.evaluation),
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn new(input: &'a VerifyInput) -> Ctx<'a> {
+        let files = StackFiles::load(&input.stack);
+        let bounds = bounds_for(&files.timing, Instant::now(), input.deadline);
+        Ctx { input, http: http::Http::new(), files, bounds }
+    }
+}
+
+/// Run every check, concurrently where they are independent.
+pub async fn run(input: &VerifyInput, progress: &crate::output::Progress) -> Report {
+    let ctx = Ctx::new(input);
+    progress.set_message("verify: Prometheus, Alertmanager, Grafana, host exporter");
+    let (p, a, (g, dashboards), h) = tokio::join!(
+        prometheus::checks(&ctx),
+        alertmanager::checks(&ctx),
+        grafana::checks(&ctx),
+        host_exporter::checks(&ctx, true),
+    );
+    let mut checks = ctx.files.problems_as_checks();
+    checks.extend(p);
+    checks.extend(a);
+    checks.extend(g);
+    checks.extend(h);
+    let mut report = Report::from_checks(checks, dashboards);
+    report.redact(input.grafana_password.expose());
+    let failed = report.failed().count();
+    if failed == 0 {
+        progress.finish(format!("verify: {} checks passed", report.checks.len()));
+    } else {
+        progress.fail(format!("verify: {failed} of {} checks failed", report.checks.len()));
+    }
+    report
+}
+
+/// The quick reachability subset deploy uses: Prometheus and Alertmanager ready, Grafana
+/// healthy, host exporter answering.
+pub async fn fast_checks(input: &VerifyInput) -> Report {
+    let ctx = Ctx::new(input);
+    let (p, a, g, h) = tokio::join!(
+        prometheus::ready(&ctx),
+        alertmanager::ready(&ctx),
+        grafana::healthy(&ctx),
+        host_exporter::checks(&ctx, false),
+    );
+    let mut checks = vec![p, a, g];
+    checks.extend(h);
+    let mut report = Report::from_checks(checks, vec![]);
+    report.redact(input.grafana_password.expose());
+    report
+}
