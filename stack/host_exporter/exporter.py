@@ -52,8 +52,11 @@ class ConfigError(Exception):
 
 def log(msg):
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    sys.stderr.write("%s host-exporter: %s\n" % (stamp, msg))
-    sys.stderr.flush()
+    try:
+        sys.stderr.write("%s host-exporter: %s\n" % (stamp, msg))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # detached with a closed stderr: logging must never stop the exporter
 
 
 def parse_duration(text):
