@@ -156,15 +156,68 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let paths = if paths.is_empty() { vec![common.stack.clone()] } else { paths };
             crate::lint::command(&paths, with_promtool, common.format)
         }
-        Command::Plan { .. } => Err(Error::NotImplemented { what: "plan", issue: 5 }),
-        Command::Deploy { .. } => Err(Error::NotImplemented { what: "deploy", issue: 5 }),
+        Command::Plan { common } => {
+            let (stack, host) = load(&common)?;
+            if let Some(code) = lint_gate(&common)? {
+                return Ok(code);
+            }
+            crate::deploy::plan_command(&stack, &host, common.format).await
+        }
+        Command::Deploy { common, lock_wait, skip_lint, .. } => {
+            let (stack, host) = load(&common)?;
+            if !skip_lint {
+                if let Some(code) = lint_gate(&common)? {
+                    return Ok(code);
+                }
+            }
+            let opts = crate::deploy::DeployOptions { lock_wait, skip_lint, format: common.format };
+            let (report, code) = crate::deploy::deploy(&stack, &host, &opts).await?;
+            match common.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("serializable")),
+                Format::Text => eprintln!(
+                    "{} release {} in {:.1} s",
+                    if report.ok { "✓ deployed" } else { "✗ deployed but checks failed:" },
+                    report.release,
+                    report.durations.get("total_ms").copied().unwrap_or(0) as f64 / 1000.0
+                ),
+            }
+            Ok(code)
+        }
         Command::Verify { .. } => Err(Error::NotImplemented { what: "verify", issue: 6 }),
         Command::Rollback { .. } => Err(Error::NotImplemented { what: "rollback", issue: 7 }),
         Command::Status { .. } => Err(Error::NotImplemented { what: "status", issue: 6 }),
-        Command::Unlock { .. } => Err(Error::NotImplemented { what: "unlock", issue: 5 }),
+        Command::Unlock { common } => {
+            let host = crate::hosts::load_host(common.require_host()?)?;
+            crate::deploy::unlock_command(&host, common.format).await
+        }
         Command::Watch { .. } => Err(Error::NotImplemented { what: "watch", issue: 8 }),
         Command::Gate { .. } => Err(Error::NotImplemented { what: "gate", issue: 8 }),
     }
+}
+
+/// The stack and host a remote command acts on.
+fn load(common: &Common) -> Result<(crate::stack::Stack, crate::hosts::Host)> {
+    let host = crate::hosts::load_host(common.require_host()?)?;
+    let stack = crate::stack::Stack::load(&common.stack)?;
+    Ok((stack, host))
+}
+
+/// Lint before touching a host: `Some(1)` (after printing the error findings) when lint
+/// finds errors, `None` when the stack is clean.
+fn lint_gate(common: &Common) -> Result<Option<i32>> {
+    let findings = crate::lint::lint_paths(std::slice::from_ref(&common.stack), &crate::lint::Options::default())?;
+    let errors: Vec<_> = findings.into_iter().filter(|f| f.severity == crate::lint::Severity::Error).collect();
+    if errors.is_empty() {
+        return Ok(None);
+    }
+    match common.format {
+        Format::Json => println!("{}", serde_json::json!({"ok": false, "lint": crate::lint::render_json(&errors)["findings"]})),
+        Format::Text => {
+            eprint!("{}", crate::lint::render_text(&errors));
+            eprintln!("nothing was changed on the host: fix the errors above (`stackproof lint`) and run again.");
+        }
+    }
+    Ok(Some(1))
 }
 
 #[cfg(test)]

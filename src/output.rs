@@ -41,6 +41,11 @@ impl Progress {
         }
     }
 
+    /// Was this progress created quiet (JSON output)?
+    pub fn is_quiet(&self) -> bool {
+        self.bar.is_none() && !self.plain
+    }
+
     pub fn set_message(&self, msg: impl Into<String>) {
         if let Some(b) = &self.bar {
             b.set_message(msg.into());

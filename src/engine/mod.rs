@@ -130,6 +130,29 @@ impl Engine {
     /// Create (not start) a container for `spec`, labelled with stack, service, release
     /// and config hash, then copy its secrets in, owned by its user with mode 0400.
     pub async fn create(&self, stack: &str, spec: &ContainerSpec, release: &str, secrets: &[(String, Vec<u8>)]) -> Result<String> {
+        self.create_with(stack, spec, release, secrets, true).await
+    }
+
+    /// Create and start. A host whose `/` is not a shared mount (some rootless or
+    /// nested engines) refuses `rslave` propagation for the host-rootfs bind: then the
+    /// container is made again with a plain read-only bind (labels still carry the
+    /// desired spec's hash, so the next plan does not see a difference).
+    pub async fn create_and_start(&self, stack: &str, spec: &ContainerSpec, release: &str, secrets: &[(String, Vec<u8>)]) -> Result<String> {
+        let id = self.create_with(stack, spec, release, secrets, true).await?;
+        match self.docker.start_container(&id, None).await {
+            Ok(()) => Ok(id),
+            Err(e) if e.to_string().contains("not a shared or slave mount") => {
+                tracing::info!("{}: host / is not a shared mount; binding it without rslave", spec.name);
+                self.remove(&id).await?;
+                let id = self.create_with(stack, spec, release, secrets, false).await?;
+                self.start(&id).await?;
+                Ok(id)
+            }
+            Err(e) => Err(docker_err(&self.host, &format!("starting {}", spec.name), e)),
+        }
+    }
+
+    async fn create_with(&self, stack: &str, spec: &ContainerSpec, release: &str, secrets: &[(String, Vec<u8>)], rslave: bool) -> Result<String> {
         for (vol, _) in &spec.volumes {
             if self.docker.inspect_volume(vol).await.is_err() {
                 let labels = HashMap::from([
@@ -150,7 +173,11 @@ impl Engine {
             (LABEL_RELEASE.to_string(), release.to_string()),
             (LABEL_CONFIG_HASH.to_string(), spec.hash()),
         ]);
-        let mut binds = spec.binds.clone();
+        let mut binds: Vec<String> = spec
+            .binds
+            .iter()
+            .map(|b| if rslave { b.clone() } else { b.replace(":ro,rslave", ":ro") })
+            .collect();
         binds.extend(spec.volumes.iter().map(|(v, dest)| format!("{v}:{dest}")));
         let host_config = HostConfig {
             binds: Some(binds),

@@ -1,0 +1,580 @@
+//! `deploy`, `plan`, `unlock`: lint → plan → sync into a release → swap → reconcile
+//! containers → host exporter → checks, under a lock on the host.
+
+use crate::engine::spec::{desired, hex, ContainerSpec};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::exporter::{choose_mode, Exporter};
+use crate::hosts::{Host, Secret};
+use crate::output::{Format, Progress};
+use crate::plan::{compute, ContainerAction, ExporterAction, Plan, PlanInput};
+use crate::remote::layout::{self, LockAttempt, LockInfo, ReleaseInfo, RemoteState};
+use crate::remote::Ssh;
+use crate::stack::Stack;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+/// Releases kept on the host besides the current and the last verified one.
+pub const KEEP_RELEASES: usize = 5;
+/// Pause between two polls of a condition with a deadline.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(150);
+
+/// The local files of a release: path → (sha256, content, mode).
+pub struct LocalFiles {
+    pub files: BTreeMap<String, (String, Vec<u8>, u32)>,
+}
+
+impl LocalFiles {
+    pub fn read(stack: &Stack) -> Result<LocalFiles> {
+        let mut files = BTreeMap::new();
+        for rel in stack.files()? {
+            let p = stack.dir.join(&rel);
+            let data = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let exec = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+            let rel = rel.to_string_lossy().to_string();
+            if rel.contains('\n') {
+                return Err(Error::config("stack_invalid", format!("file name with a newline in the stack: {rel:?}"), "rename the file"));
+            }
+            // Config files are read by the containers' own users (65534, 472): 0644.
+            // Secrets never land here: they are copied into containers (0400, owned by
+            // the container user) through the Docker API.
+            let mode = if exec { 0o755 } else { 0o644 };
+            files.insert(rel, (hex(&Sha256::digest(&data)), data, mode));
+        }
+        Ok(LocalFiles { files })
+    }
+
+    pub fn hashes(&self) -> BTreeMap<String, String> {
+        self.files.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
+    }
+
+    /// `<utc-timestamp>-<short hash of the tree>`.
+    pub fn release_id(&self) -> String {
+        let mut h = Sha256::new();
+        for (p, (sum, _, mode)) in &self.files {
+            h.update(format!("{p}\0{sum}\0{mode:o}\n"));
+        }
+        format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &hex(&h.finalize())[..8])
+    }
+}
+
+/// An open connection to a host: SSH, Docker through it, and the stack.
+pub struct Conn {
+    pub ssh: Ssh,
+    pub engine: Engine,
+    pub state: RemoteState,
+}
+
+impl Conn {
+    pub async fn open(host: &Host) -> Result<Conn> {
+        let ssh = Ssh::connect(host).await?;
+        let sock = ssh.forward_unix(&host.docker_socket, "docker.sock").await?;
+        let engine = Engine::connect(&sock, &host.name).await?;
+        let state = layout::state(&ssh).await?;
+        Ok(Conn { ssh, engine, state })
+    }
+
+    pub async fn refresh(&mut self) -> Result<()> {
+        self.state = layout::state(&self.ssh).await?;
+        Ok(())
+    }
+}
+
+/// Read the secrets every service needs from the host entry (before connecting).
+pub fn read_secrets(stack: &Stack, host: &Host) -> Result<BTreeMap<String, Secret>> {
+    let mut out = BTreeMap::new();
+    for name in &stack.manifest.secrets {
+        out.insert(name.clone(), host.secret(name)?);
+    }
+    Ok(out)
+}
+
+fn secret_values(spec: &ContainerSpec, secrets: &BTreeMap<String, Secret>) -> Vec<(String, Vec<u8>)> {
+    spec.secrets
+        .iter()
+        .filter_map(|(name, _)| secrets.get(name).map(|s| (name.clone(), s.expose().as_bytes().to_vec())))
+        .collect()
+}
+
+/// Compute the plan against the live host.
+pub async fn make_plan(conn: &Conn, stack: &Stack, local: &LocalFiles, secrets: &BTreeMap<String, Secret>) -> Result<(Plan, Vec<ContainerSpec>)> {
+    let host = conn.ssh.host();
+    let specs = desired(&stack.manifest, &host.images, &host.remote_dir);
+    let observed = conn.engine.observed(&stack.manifest.name).await?;
+    let mut secrets_differ = BTreeSet::new();
+    for spec in &specs {
+        if let Some(o) = observed.iter().find(|o| o.service == spec.service && o.state == "running") {
+            for (name, dest) in &spec.secrets {
+                if let Some(v) = secrets.get(name) {
+                    if !conn.engine.secret_matches(&o.id, dest, v.expose().as_bytes()).await {
+                        secrets_differ.insert(spec.service.clone());
+                    }
+                }
+            }
+        }
+    }
+    let hashes = local.hashes();
+    let plan = compute(&PlanInput {
+        manifest: &stack.manifest,
+        release: local.release_id(),
+        local: &hashes,
+        remote: &conn.state,
+        observed: &observed,
+        desired: &specs,
+        secrets_differ: &secrets_differ,
+    });
+    Ok((plan, specs))
+}
+
+/// Which remote ports are listening (from /proc/net/tcp*), to refuse a port taken by
+/// something that is not ours before anything is changed.
+const LISTEN_SCRIPT: &str = r#"cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A" { print $2 }'"#;
+
+pub async fn listening_ports(ssh: &Ssh) -> Result<BTreeSet<u16>> {
+    let out = ssh.script::<&str>(LISTEN_SCRIPT, &[]).await?;
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| l.rsplit(':').next())
+        .filter_map(|p| u16::from_str_radix(p.trim(), 16).ok())
+        .collect())
+}
+
+/// Poll `f` until it returns `Ok(Some(v))` or the deadline passes (then the last error).
+pub async fn poll_until<T, F, Fut>(deadline: Instant, mut f: F) -> std::result::Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, String>>,
+{
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("http client")
+}
+
+/// The port a service listens on (its first manifest port).
+pub fn service_port(stack: &Stack, service: &str) -> Option<u16> {
+    stack.manifest.services.get(service).and_then(|s| s.ports.first()).map(|p| p.port)
+}
+
+/// Wait for a just-started container: ready on its health path through a tunnel, or
+/// fail naming the service with its last log lines when it exits or restarts.
+async fn wait_ready(conn: &Conn, stack: &Stack, id: &str, service: &str, deadline: Instant) -> Result<()> {
+    let svc = &stack.manifest.services[service];
+    let url = match (svc.health.as_ref(), service_port(stack, service)) {
+        (Some(path), Some(port)) => Some(format!("http://127.0.0.1:{}{}", conn.ssh.tunnel(port).await?, path)),
+        _ => None,
+    };
+    let client = http();
+    let r = poll_until(deadline, || async {
+        let (state, restarts, code) = conn.engine.inspect_state(id).await.map_err(|e| e.to_string())?;
+        if state == "exited" || state == "dead" || restarts > 0 {
+            return Ok(Err(format!("{state} (exit code {}, {restarts} restarts)", code.unwrap_or(-1))));
+        }
+        if state != "running" {
+            return Err(format!("container is {state}"));
+        }
+        match &url {
+            None => Ok(Ok(())),
+            Some(u) => match client.get(u).send().await {
+                Ok(r) if r.status().is_success() => Ok(Ok(())),
+                Ok(r) => Err(format!("{u} answered {}", r.status())),
+                Err(e) => Err(format!("{u}: {e}")),
+            },
+        }
+    })
+    .await;
+    let fail = match r {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(why)) => why,
+        Err(why) => format!("not ready before the deadline: {why}"),
+    };
+    let logs = conn.engine.last_logs(id, 15).await;
+    Err(Error::remote(
+        "service_failed",
+        format!("{service} did not come up: {fail}\n  last log lines of {service}:\n{}", indent(&logs)),
+        format!("fix {service}'s configuration in the stack; the previous release's files are kept under releases/ for `stackproof rollback`"),
+    ))
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Ask a service to reload and confirm the reload took (a reload can fail while the old
+/// configuration keeps running).
+async fn reload(conn: &Conn, stack: &Stack, service: &str, deadline: Instant) -> Result<()> {
+    let svc = &stack.manifest.services[service];
+    let (Some(path), Some(port)) = (svc.reload.as_ref(), service_port(stack, service)) else { return Ok(()) };
+    let local = conn.ssh.tunnel(port).await?;
+    let client = http();
+    let url = format!("http://127.0.0.1:{local}{path}");
+    let resp = client.post(&url).send().await.map_err(|e| Error::remote("reload_failed", format!("reloading {service}: {e}"), "check that the service runs"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(Error::remote(
+            "reload_failed",
+            format!("{service} rejected its new configuration ({status}): {}", body.trim()),
+            format!("the old configuration keeps running; fix the files under {} (run `stackproof lint --with-promtool`)", svc.files.join(", ")),
+        ));
+    }
+    let metric = match service {
+        "prometheus" => "prometheus_config_last_reload_successful",
+        "alertmanager" => "alertmanager_config_last_reload_successful",
+        _ => return Ok(()),
+    };
+    let metrics_url = format!("http://127.0.0.1:{local}/metrics");
+    poll_until(deadline, || async {
+        let text = client.get(&metrics_url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+        let v = text.lines().find(|l| l.starts_with(metric)).and_then(|l| l.split_whitespace().last()).unwrap_or("");
+        if v == "1" { Ok(()) } else { Err(format!("{metric} = {v}")) }
+    })
+    .await
+    .map_err(|e| Error::remote("reload_failed", format!("{service}'s reload did not take: {e}"), "the old configuration keeps running; check the service's log"))
+}
+
+/// Carry out the container part of a plan.
+async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSpec], secrets: &BTreeMap<String, Secret>, progress: &Progress, deadline: Instant) -> Result<()> {
+    let observed = conn.engine.observed(&stack.manifest.name).await?;
+    let needs_new: Vec<&ContainerSpec> = specs
+        .iter()
+        .filter(|s| plan.containers.iter().any(|c| c.service() == s.service && matches!(c, ContainerAction::Create { .. } | ContainerAction::Recreate { .. })))
+        .collect();
+    // Ports: refuse to start a service whose port something else holds.
+    if needs_new.iter().any(|s| plan.containers.iter().any(|c| c.service() == s.service && matches!(c, ContainerAction::Create { .. }))) {
+        let busy = listening_ports(&conn.ssh).await?;
+        for s in &needs_new {
+            let creating = plan.containers.iter().any(|c| c.service() == s.service && matches!(c, ContainerAction::Create { .. }));
+            if let Some(p) = s.ports.iter().find(|p| creating && busy.contains(p)) {
+                return Err(Error::remote(
+                    "port_in_use",
+                    format!("port {p} on {} is already in use by a process that is not part of this stack ({})", conn.ssh.host().name, s.service),
+                    format!("stop that process, or change {}'s port in the manifest (its listen flag and `ports:`)", s.service),
+                ));
+            }
+        }
+    }
+    // Images first, so a missing image fails before anything is stopped.
+    for s in &needs_new {
+        let p = Progress::step(format!("image {}", s.image), progress.is_quiet());
+        match conn.engine.ensure_image(&s.image, &p).await {
+            Ok(true) => p.finish(format!("pulled {}", s.image)),
+            Ok(false) => p.finish(format!("image {} present", s.image)),
+            Err(e) => {
+                p.fail(e.to_string());
+                return Err(e);
+            }
+        }
+    }
+    for action in &plan.containers {
+        match action {
+            ContainerAction::Create { service } | ContainerAction::Recreate { service, .. } => {
+                let spec = specs.iter().find(|s| &s.service == service).expect("spec for planned service");
+                progress.set_message(format!("{service}: starting"));
+                for o in observed.iter().filter(|o| &o.service == service) {
+                    conn.engine.remove(&o.id).await?;
+                }
+                // A container name left by a crashed run (not labelled as ours) would block creation.
+                let id = conn.engine.create_and_start(&stack.manifest.name, spec, &plan.release, &secret_values(spec, secrets)).await?;
+                wait_ready(conn, stack, &id, service, deadline).await?;
+                progress.println(format!("  {service}: {}", if matches!(action, ContainerAction::Create { .. }) { "created" } else { "recreated" }));
+            }
+            ContainerAction::Reload { service, .. } => {
+                progress.set_message(format!("{service}: reloading"));
+                reload(conn, stack, service, deadline).await?;
+                progress.println(format!("  {service}: reloaded"));
+            }
+            ContainerAction::Remove { name, .. } => {
+                if let Some(o) = observed.iter().find(|o| &o.name == name) {
+                    conn.engine.remove(&o.id).await?;
+                    progress.println(format!("  {name}: removed"));
+                }
+            }
+            ContainerAction::Keep { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Wait until the host exporter answers with exposition text.
+pub async fn wait_exporter(conn: &Conn, stack: &Stack, deadline: Instant) -> std::result::Result<(), String> {
+    let he = &stack.manifest.host_exporter;
+    let local = conn.ssh.tunnel(he.port).await.map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{local}{}", he.metrics_path);
+    let client = http();
+    poll_until(deadline, || async {
+        let r = client.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("{url} answered {}", r.status()));
+        }
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        if text.lines().any(|l| l.starts_with("# TYPE ")) { Ok(()) } else { Err("no exposition text".into()) }
+    })
+    .await
+}
+
+pub struct DeployOptions {
+    pub lock_wait: Option<Duration>,
+    pub skip_lint: bool,
+    pub format: Format,
+}
+
+/// The deploy report (`--format json`).
+#[derive(Debug, serde::Serialize)]
+pub struct DeployReport {
+    pub ok: bool,
+    pub release: String,
+    pub plan: serde_json::Value,
+    pub checks: Vec<serde_json::Value>,
+    pub durations: BTreeMap<String, u64>,
+}
+
+fn who() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+/// Take the deploy lock, waiting up to `wait` (polling) when another deploy holds it.
+pub async fn lock(ssh: &Ssh, command: &str, wait: Option<Duration>) -> Result<LockInfo> {
+    let info = LockInfo {
+        token: format!("{:x}", Sha256::digest(format!("{}{:?}{}", std::process::id(), Instant::now(), who())))[..16].to_string(),
+        who: who(),
+        since: chrono::Utc::now().to_rfc3339(),
+        command: command.to_string(),
+        pid: std::process::id(),
+    };
+    let deadline = Instant::now() + wait.unwrap_or_default();
+    loop {
+        match layout::try_lock(ssh, &info).await? {
+            LockAttempt::Acquired => return Ok(info),
+            LockAttempt::Held(held, raw) if Instant::now() >= deadline => {
+                let desc = held.map(|h| format!("{} since {} ({}, pid {})", h.who, h.since, h.command, h.pid)).unwrap_or(raw);
+                return Err(Error::LockHeld {
+                    message: format!("another deploy holds the lock on {}: {desc}", ssh.host().name),
+                    hint: format!("wait for it (or pass --lock-wait 5m); if that deploy crashed, run `stackproof unlock --host {}`", ssh.host().name),
+                });
+            }
+            LockAttempt::Held(..) => tokio::time::sleep(Duration::from_millis(500)).await, // poll interval while waiting
+        }
+    }
+}
+
+/// `stackproof deploy`.
+pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<(DeployReport, i32)> {
+    let quiet = opts.format == Format::Json;
+    let t0 = Instant::now();
+    let mut durations = BTreeMap::new();
+    let secrets = read_secrets(stack, host)?;
+    let local = LocalFiles::read(stack)?;
+
+    let step = Progress::step(format!("connecting to {}", host.display_target()), quiet);
+    let mut conn = Conn::open(host).await.inspect_err(|e| step.fail(e.to_string()))?;
+    step.finish(format!("connected to {}", host.name));
+    let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
+    // Release the lock on every path: success, error, and Ctrl-C / SIGTERM.
+    let result = tokio::select! {
+        r = deploy_locked(&mut conn, stack, &local, &secrets, quiet, &mut durations) => r,
+        _ = crate::signals::interrupted() => Err(Error::Interrupted),
+    };
+    if let Err(e) = layout::unlock(&conn.ssh, Some(&lock.token)).await {
+        tracing::warn!("releasing the lock failed: {e}");
+    }
+    durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
+    let (plan, checks, ok) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = layout::journal(&conn.ssh, &serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "ok": false, "error": e.to_string(), "kind": e.kind()})).await;
+            conn.ssh.close().await;
+            return Err(e);
+        }
+    };
+    let report = DeployReport { ok, release: plan.release.clone(), plan: plan.summary(), checks, durations };
+    let _ = layout::journal(
+        &conn.ssh,
+        &serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": report.release, "ok": ok, "plan": report.plan, "durations": report.durations}),
+    )
+    .await;
+    conn.ssh.close().await;
+    Ok((report, if ok { 0 } else { 1 }))
+}
+
+async fn deploy_locked(
+    conn: &mut Conn,
+    stack: &Stack,
+    local: &LocalFiles,
+    secrets: &BTreeMap<String, Secret>,
+    quiet: bool,
+    durations: &mut BTreeMap<String, u64>,
+) -> Result<(Plan, Vec<serde_json::Value>, bool)> {
+    conn.refresh().await?;
+    if !conn.state.writable {
+        let h = conn.ssh.host();
+        return Err(Error::remote("remote_dir", format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name), format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir)));
+    }
+    let t = Instant::now();
+    let (mut plan, specs) = make_plan(conn, stack, local, secrets).await?;
+    if !quiet {
+        eprint!("{}", plan.render());
+    }
+    durations.insert("plan_ms".into(), t.elapsed().as_millis() as u64);
+    let deadline = Instant::now() + stack.manifest.verify.timeout;
+
+    // 1. Files: a new complete release, then `current` swapped by rename.
+    let t = Instant::now();
+    if plan.files_differ() || conn.state.current.is_none() {
+        let step = Progress::step(format!("syncing release {}", plan.release), quiet);
+        let info = ReleaseInfo { id: plan.release.clone(), stack: stack.manifest.name.clone(), created_at: chrono::Utc::now().to_rfc3339(), by: who(), files: local.hashes() };
+        let prev = conn.state.current.clone().filter(|_| conn.state.current_info.is_some());
+        let keep: Vec<String> = if prev.is_some() { local.files.keys().filter(|p| !plan.files_added.contains(p) && !plan.files_changed.contains(p)).cloned().collect() } else { vec![] };
+        let changed: Vec<(String, Vec<u8>, u32)> = local.files.iter().filter(|(p, _)| prev.is_none() || !keep.contains(p)).map(|(p, (_, d, m))| (p.clone(), d.clone(), *m)).collect();
+        let sent = changed.len();
+        layout::sync(&conn.ssh, &layout::Upload { id: &plan.release, prev: prev.as_deref(), changed, keep, info: &info }).await.inspect_err(|e| step.fail(e.to_string()))?;
+        layout::swap(&conn.ssh, &plan.release).await.inspect_err(|e| step.fail(e.to_string()))?;
+        step.finish(format!("release {} is current ({sent} files sent)", plan.release));
+    } else {
+        plan.release = conn.state.current.clone().unwrap_or_default();
+    }
+    durations.insert("sync_ms".into(), t.elapsed().as_millis() as u64);
+
+    // 2. Containers.
+    let t = Instant::now();
+    let step = Progress::step("reconciling containers", quiet);
+    apply_containers(conn, stack, &plan, &specs, secrets, &step, deadline).await.inspect_err(|e| step.fail(e.to_string()))?;
+    step.finish("containers reconciled");
+    durations.insert("containers_ms".into(), t.elapsed().as_millis() as u64);
+
+    // 3. Host exporter.
+    let t = Instant::now();
+    let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd);
+    let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: &stack.manifest.host_exporter, mode };
+    if plan.exporter != ExporterAction::Keep {
+        let step = Progress::step("host exporter", quiet);
+        exp.stop().await?;
+        exp.start().await?;
+        if let Err(why) = wait_exporter(conn, stack, deadline).await {
+            let log = exp.log_tail().await;
+            step.fail("host exporter does not answer");
+            return Err(Error::remote("exporter_failed", format!("the host exporter did not answer: {why}\n  last log lines:\n{}", indent(&log)), "check `host_exporter.command` and the exporter's log in <remote_dir>/run/host-exporter.log"));
+        }
+        step.finish("host exporter answers");
+    }
+    durations.insert("exporter_ms".into(), t.elapsed().as_millis() as u64);
+
+    // 4. Fast checks.
+    let t = Instant::now();
+    let checks = fast_checks(conn, stack, deadline).await;
+    durations.insert("checks_ms".into(), t.elapsed().as_millis() as u64);
+    let ok = checks.iter().all(|c| c["status"] == "pass");
+    for c in &checks {
+        if !quiet {
+            let mark = if c["status"] == "pass" { "✓" } else { "✗" };
+            eprintln!("{mark} {} — {}", c["name"].as_str().unwrap_or(""), c["detail"].as_str().unwrap_or(""));
+        }
+    }
+    if ok {
+        layout::mark_verified(&conn.ssh, &plan.release).await?;
+    }
+
+    // 5. Prune old releases (never the current, the verified, or the exporter's).
+    conn.refresh().await?;
+    let victims = layout::prune_candidates(&conn.state.releases, KEEP_RELEASES, conn.state.current.as_deref(), conn.state.verified.as_deref());
+    layout::prune(&conn.ssh, &victims).await?;
+    Ok((plan, checks, ok))
+}
+
+/// Reachability checks at the end of a deploy: every container running, Prometheus,
+/// Alertmanager and Grafana ready, the host exporter answering. Each polled.
+pub async fn fast_checks(conn: &Conn, stack: &Stack, deadline: Instant) -> Vec<serde_json::Value> {
+    let mut out = vec![];
+    let observed = conn.engine.observed(&stack.manifest.name).await.unwrap_or_default();
+    for name in stack.manifest.services.keys() {
+        let t = Instant::now();
+        let running = observed.iter().any(|o| &o.service == name && o.state == "running");
+        out.push(check(&format!("container {name} running"), running, if running { "running".into() } else { "not running".to_string() }, t));
+        let svc = &stack.manifest.services[name];
+        if let (Some(path), Some(port)) = (svc.health.as_ref(), service_port(stack, name)) {
+            let t = Instant::now();
+            let r = match conn.ssh.tunnel(port).await {
+                Ok(local) => {
+                    let url = format!("http://127.0.0.1:{local}{path}");
+                    let client = http();
+                    poll_until(deadline, || async {
+                        match client.get(&url).send().await {
+                            Ok(r) if r.status().is_success() => Ok(()),
+                            Ok(r) => Err(format!("{path} answered {}", r.status())),
+                            Err(e) => Err(format!("{path}: {e}")),
+                        }
+                    })
+                    .await
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(check(&format!("{name} ready"), r.is_ok(), r.err().unwrap_or_else(|| format!("{path} answers 200")), t));
+        }
+    }
+    let t = Instant::now();
+    let r = wait_exporter(conn, stack, deadline).await;
+    out.push(check("host exporter answering", r.is_ok(), r.err().unwrap_or_else(|| "valid exposition text".into()), t));
+    out
+}
+
+fn check(name: &str, ok: bool, detail: String, t: Instant) -> serde_json::Value {
+    serde_json::json!({"name": name, "status": if ok { "pass" } else { "fail" }, "detail": detail, "duration_ms": t.elapsed().as_millis() as u64})
+}
+
+/// `stackproof plan`.
+pub async fn plan_command(stack: &Stack, host: &Host, format: Format) -> Result<i32> {
+    let secrets = read_secrets(stack, host)?;
+    let local = LocalFiles::read(stack)?;
+    let conn = Conn::open(host).await?;
+    let (plan, _) = make_plan(&conn, stack, &local, &secrets).await?;
+    conn.ssh.close().await;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("serializable")),
+        Format::Text => print!("{}", plan.render()),
+    }
+    Ok(0)
+}
+
+/// `stackproof unlock`: release a lock left by a crashed deploy.
+pub async fn unlock_command(host: &Host, format: Format) -> Result<i32> {
+    let ssh = Ssh::connect(host).await?;
+    let st = layout::state(&ssh).await?;
+    let released = if st.lock.is_some() { layout::unlock(&ssh, None).await? } else { false };
+    let _ = layout::journal(&ssh, &serde_json::json!({"event": "unlock", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "released": st.lock})).await;
+    ssh.close().await;
+    match format {
+        Format::Json => println!("{}", serde_json::json!({"released": released, "lock": st.lock.and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())})),
+        Format::Text => println!("{}", if released { format!("lock on {} released", host.name) } else { format!("no lock on {}", host.name) }),
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_ids_are_timestamp_and_tree_hash() {
+        let stack = Stack::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/stack"))).unwrap();
+        let l = LocalFiles::read(&stack).unwrap();
+        let id = l.release_id();
+        let (ts, h) = id.split_once('-').unwrap();
+        assert_eq!(ts.len(), 16, "{id}");
+        assert_eq!(h.len(), 8);
+        assert_eq!(h, &LocalFiles::read(&stack).unwrap().release_id()[17..]);
+        assert!(l.files.contains_key("stackproof.yml"));
+        assert!(l.files.values().all(|(_, _, m)| *m == 0o644 || *m == 0o755));
+    }
+}
