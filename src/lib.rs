@@ -18,3 +18,5 @@ pub mod engine;
 pub mod remote;
 pub mod exporter;
 pub mod plan;
+pub mod deploy;
+pub mod signals;
