@@ -434,14 +434,15 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
             continue;
         }
         // A source alert that can fire during the drill and agree on `equal`.
-        let source = alerts.iter().find(|a| {
-            a.name != drill.name
-                && a.may_match(&s)
-                && ir.equal.iter().all(|l| match (a.labels.get(l), drill.labels.get(l)) {
-                    (Some(x), Some(y)) => x == y,
-                    _ => true,
-                })
-        });
+        // Prefer a source known to agree on every `equal` label over one that only might.
+        let candidates = alerts.iter().filter(|a| a.name != drill.name && a.may_match(&s));
+        let agrees = |a: &&AlertInfo, strict: bool| {
+            ir.equal.iter().all(|l| match (a.labels.get(l), drill.labels.get(l)) {
+                (Some(x), Some(y)) => x == y,
+                _ => !strict,
+            })
+        };
+        let source = candidates.clone().find(|a| agrees(a, true)).or_else(|| candidates.clone().find(|a| agrees(a, false)));
         if let Some(a) = source {
             sink.at(
                 Severity::Error,

@@ -36,6 +36,7 @@ struct DsEntry {
 pub struct Datasource {
     pub name: String,
     pub uid: Option<String>,
+    /// Plugin type (`prometheus`, ...).
     pub kind: String,
     pub is_default: bool,
     pub file: String,
@@ -123,7 +124,6 @@ struct ProvEntry {
 /// A dashboard provider and the stack directory its path maps to.
 #[derive(Debug, Clone)]
 pub struct Provider {
-    pub name: String,
     pub folder: String,
     pub stack_dir: Option<String>,
 }
@@ -172,7 +172,7 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
             }
             stack_dir = rel;
         }
-        out.push(Provider { name, folder: p.folder.clone().unwrap_or_default(), stack_dir });
+        out.push(Provider { folder: p.folder.clone().unwrap_or_default(), stack_dir });
     }
     out
 }
@@ -252,7 +252,14 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
     for (path, r) in d.datasource_refs() {
         let problem: Option<(&'static str, String, String)> = if let Some(var) = r.variable() {
             match d.variable(var) {
-                Some(_) => None,
+                Some(v) => match (stack, v.kind.as_str(), v.query.as_deref()) {
+                    (Some(st), "datasource", Some(plugin)) if !st.datasources.iter().any(|ds| ds.kind == plugin) => Some((
+                        "grafana.datasource_unknown",
+                        format!("datasource variable `{var}` picks a `{plugin}` datasource, and the stack provisions none"),
+                        format!("provisioned: {}", ds_list(st.datasources)),
+                    )),
+                    _ => None,
+                },
                 None if var.starts_with("DS_") || d.inputs.iter().any(|i| i == var) => Some((
                     "grafana.ds_placeholder",
                     format!("datasource `${{{var}}}` is an export placeholder that no template variable backs: file provisioning never replaces it, and panels fail with \"Datasource ${{{var}}} was not found\""),
@@ -287,6 +294,11 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
             None
         };
         if let Some((code, msg, hint)) = problem {
+            // Point at the uid itself for object references.
+            let mut path = path;
+            if matches!(r, DsRef::Uid { .. }) {
+                path.push(key("uid"));
+            }
             let k = format!("{code}\u{0}{}", r.text().unwrap_or(""));
             let n = reported.entry(k.clone()).or_insert(0);
             *n += 1;

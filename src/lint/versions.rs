@@ -299,7 +299,7 @@ pub fn check_keys(sink: &mut Sink, src: &Source, product: Product, version: Vers
 /// Edit distance ≤ 2, for "did you mean" hints.
 pub fn similar(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 2 {
+    if a.len().abs_diff(b.len()) > 2.max(a.len().min(b.len()) / 6) {
         return false;
     }
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -310,7 +310,8 @@ pub fn similar(a: &str, b: &str) -> bool {
         }
         prev = cur;
     }
-    prev[b.len()] <= 2
+    // Longer names tolerate more edits (a dropped word in a metric name).
+    prev[b.len()] <= 2.max(a.len().min(b.len()) / 6)
 }
 
 #[cfg(test)]
