@@ -183,7 +183,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Command::Verify { .. } => Err(Error::NotImplemented { what: "verify", issue: 6 }),
+        Command::Verify { common, drill, drill_real, report } => {
+            let (stack, host) = load(&common)?;
+            if drill || drill_real {
+                return Err(Error::NotImplemented { what: "the outage drill", issue: 7 });
+            }
+            crate::live::verify_command(&stack, &host, common.format, report.as_deref()).await
+        }
         Command::Rollback { .. } => Err(Error::NotImplemented { what: "rollback", issue: 7 }),
         Command::Status { .. } => Err(Error::NotImplemented { what: "status", issue: 6 }),
         Command::Unlock { common } => {

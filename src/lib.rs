@@ -20,3 +20,4 @@ pub mod exporter;
 pub mod plan;
 pub mod deploy;
 pub mod signals;
+pub mod live;
