@@ -59,23 +59,35 @@ fn run_tool(image: &str, mount: &Path, target: &str, entry: &str, args: &[&str])
     Ok(Some(text))
 }
 
-/// Map a tool's failure output into findings: one per FAILED/error line, with `line N`
-/// when the tool names one.
-fn map_output(sink: &mut Sink, code: &'static str, file: &str, text: &str, container_prefix: &str, host_prefix: &str) {
+/// Map a tool's failure output into findings. promtool names the file, line and column
+/// (`/path/file.yml: 11:15: group "g", rule 1, ...`); amtool and other lines give a
+/// message only. With `only_file`, lines about other files are left to their own run.
+fn map_output(sink: &mut Sink, code: &'static str, file: &str, text: &str, container_prefix: &str, host_prefix: &str, only_file: Option<&str>) {
+    let located = regex::Regex::new(r"^\s*(/\S+?):\s*(\d+):(\d+):\s*(.*)$").expect("static regex");
     let line_re = regex::Regex::new(r"line (\d+)").expect("static regex");
     let mut any = false;
     for l in text.lines() {
         let t = l.trim();
-        if !(t.contains("FAILED") || t.starts_with("error") || t.contains("err=") || t.starts_with("- ")) {
+        if let Some(c) = located.captures(t) {
+            if only_file.is_some_and(|f| !c[1].ends_with(f)) {
+                any = true;
+                continue;
+            }
+            any = true;
+            let f = c[1].replacen(container_prefix, host_prefix, 1);
+            let pos = (c[2].parse().unwrap_or(1), c[3].parse().unwrap_or(1));
+            sink.push(Severity::Error, code, &f, Some(pos), c[4].to_string(), "reported by the official tool of the pinned version");
             continue;
         }
-        if t.contains("failed to validate") {
-            continue;
-        }
+        let msg = match t.split_once("FAILED:") {
+            Some((_, rest)) if !rest.trim().is_empty() => rest.trim(),
+            Some(_) => continue,
+            None if t.starts_with("error") && !t.contains("failed to validate") => t,
+            None => continue,
+        };
         any = true;
-        let msg = t.replace(container_prefix, host_prefix);
-        let line = line_re.captures(t).and_then(|c| c[1].parse().ok());
-        sink.push(Severity::Error, code, file, line.map(|l| (l, 1)), msg, "reported by the official tool of the pinned version");
+        let line = line_re.captures(msg).and_then(|c| c[1].parse().ok());
+        sink.push(Severity::Error, code, file, line.map(|l| (l, 1)), msg.replace(container_prefix, host_prefix), "reported by the official tool of the pinned version");
     }
     if !any {
         let msg = text.trim().replace(container_prefix, host_prefix);
@@ -89,18 +101,18 @@ pub fn run_stack(ctx: &StackCtx, prom: Option<&str>, rules: &[PathBuf], am: Opti
     let host = format!("{}/", ctx.dir.display());
     if let Some(p) = prom {
         if let Some(out) = run_tool(PROMETHEUS_IMAGE, &ctx.dir, CONTAINER_CURRENT, "/bin/promtool", &["check", "config", &format!("{cur}{p}")])? {
-            map_output(sink, "promtool.config", &ctx.display(p), &out, &cur, &host);
+            map_output(sink, "promtool.config", &ctx.display(p), &out, &cur, &host, Some(p));
         }
     }
     for r in rules {
         let rel = r.strip_prefix(&ctx.dir).unwrap_or(r).to_string_lossy().into_owned();
         if let Some(out) = run_tool(PROMETHEUS_IMAGE, &ctx.dir, CONTAINER_CURRENT, "/bin/promtool", &["check", "rules", &format!("{cur}{rel}")])? {
-            map_output(sink, "promtool.rules", &ctx.display(&rel), &out, &cur, &host);
+            map_output(sink, "promtool.rules", &ctx.display(&rel), &out, &cur, &host, None);
         }
     }
     if let Some(a) = am {
         if let Some(out) = run_tool(ALERTMANAGER_IMAGE, &ctx.dir, CONTAINER_CURRENT, "/bin/amtool", &["check-config", &format!("{cur}{a}")])? {
-            map_output(sink, "amtool.config", &ctx.display(a), &out, &cur, &host);
+            map_output(sink, "amtool.config", &ctx.display(a), &out, &cur, &host, None);
         }
     }
     Ok(())
@@ -127,7 +139,7 @@ pub fn run_lone(files: &[PathBuf], sink: &mut Sink) -> Result<()> {
         let mut a = args.clone();
         a.push(&target);
         if let Some(out) = run_tool(image, dir, "/lint", entry, &a)? {
-            map_output(sink, code, &src.display, &out, "/lint/", &format!("{}/", dir.display()));
+            map_output(sink, code, &src.display, &out, "/lint/", &format!("{}/", dir.display()), None);
         }
     }
     Ok(())
