@@ -112,6 +112,9 @@ pub enum Command {
         on_yellow: Option<String>,
         #[arg(long)]
         drill_every: Option<u64>,
+        /// On a clean stop, remove the dead-man's-switch textfile from the host
+        #[arg(long)]
+        clear_on_exit: bool,
     },
     /// Evaluate the go/no-go gate once: exit 0 green, 1 red, 3 yellow, 2 could not evaluate
     Gate {
@@ -163,41 +166,73 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             crate::deploy::plan_command(&stack, &host, common.format).await
         }
-        Command::Deploy { common, lock_wait, skip_lint, .. } => {
+        Command::Deploy { common, lock_wait, skip_lint, drill, no_drill, no_rollback } => {
             let (stack, host) = load(&common)?;
             if !skip_lint {
                 if let Some(code) = lint_gate(&common)? {
                     return Ok(code);
                 }
             }
-            let opts = crate::deploy::DeployOptions { lock_wait, skip_lint, format: common.format };
+            let drill = if drill { Some(true) } else if no_drill { Some(false) } else { None };
+            let opts = crate::deploy::DeployOptions { lock_wait, skip_lint, format: common.format, drill, rollback: !no_rollback };
             let (report, code) = crate::deploy::deploy(&stack, &host, &opts).await?;
             match common.format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("serializable")),
-                Format::Text => eprintln!(
-                    "{} release {} in {:.1} s",
-                    if report.ok { "✓ deployed" } else { "✗ deployed but checks failed:" },
-                    report.release,
-                    report.durations.get("total_ms").copied().unwrap_or(0) as f64 / 1000.0
-                ),
+                Format::Text => {
+                    if let Some(v) = &report.verify {
+                        crate::report::print_text(v);
+                    }
+                    let secs = report.durations.get("total_ms").copied().unwrap_or(0) as f64 / 1000.0;
+                    if report.ok {
+                        eprintln!("✓ deployed and verified release {} in {secs:.1} s", report.release);
+                    } else {
+                        eprintln!("✗ release {} failed verification ({secs:.1} s)", report.release);
+                        if let Some(rb) = &report.rollback {
+                            match (rb["to"].as_str(), rb["ok"].as_bool()) {
+                                (Some(to), Some(true)) => eprintln!("  rolled back to {to}, which verified again"),
+                                (Some(to), _) => eprintln!("  rolled back to {to}, but it did not verify either: run `stackproof status`"),
+                                (None, _) => eprintln!("  no verified release to roll back to"),
+                            }
+                        }
+                    }
+                }
             }
             Ok(code)
         }
         Command::Verify { common, drill, drill_real, report } => {
             let (stack, host) = load(&common)?;
             if drill || drill_real {
-                return Err(Error::NotImplemented { what: "the outage drill", issue: 7 });
+                return crate::drill::verify_command(&stack, &host, common.format, report.as_deref(), drill_real).await;
             }
             crate::live::verify_command(&stack, &host, common.format, report.as_deref()).await
         }
-        Command::Rollback { .. } => Err(Error::NotImplemented { what: "rollback", issue: 7 }),
-        Command::Status { .. } => Err(Error::NotImplemented { what: "status", issue: 6 }),
+        Command::Rollback { common, to } => {
+            let host = crate::hosts::load_host(common.require_host()?)?;
+            crate::deploy::rollback_command(&host, to.as_deref(), common.format).await
+        }
+        Command::Status { common } => {
+            let (stack, host) = load(&common)?;
+            crate::status::command(&stack, &host, common.format).await
+        }
         Command::Unlock { common } => {
             let host = crate::hosts::load_host(common.require_host()?)?;
             crate::deploy::unlock_command(&host, common.format).await
         }
-        Command::Watch { .. } => Err(Error::NotImplemented { what: "watch", issue: 8 }),
-        Command::Gate { .. } => Err(Error::NotImplemented { what: "gate", issue: 8 }),
+        Command::Watch { common, every, protocol, runs, on_red, on_yellow, drill_every, clear_on_exit } => {
+            let (stack, host) = load(&common)?;
+            let schedule = match (every, protocol) {
+                (Some(d), _) => crate::watch::Schedule::Every(d),
+                (None, Some(p)) => crate::watch::load_protocol(&p)?,
+                (None, None) => crate::watch::Schedule::protocol(stack.manifest.watch.protocol.clone())
+                    .map_err(|e| Error::config("protocol_invalid", format!("watch.protocol in the manifest: {e}"), "fix `watch.protocol` in stackproof.yml"))?,
+            };
+            let opts = crate::watch::WatchOptions { schedule, runs, on_red, on_yellow, drill_every, clear_on_exit, format: common.format };
+            crate::watch::command(&host.name, &stack, opts).await
+        }
+        Command::Gate { common } => {
+            let (stack, host) = load(&common)?;
+            crate::gate::command(&stack, &host, common.format).await
+        }
     }
 }
 

@@ -21,3 +21,7 @@ pub mod plan;
 pub mod deploy;
 pub mod signals;
 pub mod live;
+pub mod drill;
+pub mod status;
+pub mod watch;
+pub mod gate;
