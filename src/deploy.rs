@@ -327,6 +327,9 @@ pub struct DeployOptions {
     pub lock_wait: Option<Duration>,
     pub skip_lint: bool,
     pub format: Format,
+    /// `Some(true)` forces the drill, `Some(false)` skips it, `None` decides from the plan.
+    pub drill: Option<bool>,
+    pub rollback: bool,
 }
 
 /// The deploy report (`--format json`).
@@ -337,10 +340,24 @@ pub struct DeployReport {
     pub plan: serde_json::Value,
     pub checks: Vec<serde_json::Value>,
     pub durations: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<serde_json::Value>,
+    /// Set when verification failed and the host went back to its last verified release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<serde_json::Value>,
+    /// The verification of the deployed release, for the text and HTML reports.
+    #[serde(skip)]
+    pub verify: Option<crate::verify::Report>,
 }
 
-fn who() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+pub fn who() -> String {
+    let uid = || {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(|u| format!("uid{u}")))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| uid());
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
 }
@@ -370,7 +387,21 @@ pub async fn lock(ssh: &Ssh, command: &str, wait: Option<Duration>) -> Result<Lo
     }
 }
 
-/// `stackproof deploy`.
+/// What a run of the pipeline puts in place: a new release from local files, or a
+/// release that already exists on the host (rollback).
+pub enum Target<'a> {
+    New(&'a LocalFiles),
+    Existing(&'a str, &'a LocalFiles),
+}
+
+/// The outcome of one pass of the pipeline under the lock.
+pub struct Outcome {
+    pub plan: Plan,
+    pub report: crate::verify::Report,
+}
+
+/// `stackproof deploy`: lint (by the caller) → plan → release → containers → exporter →
+/// verify (and the drill) → on failure, back to the last verified release.
 pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<(DeployReport, i32)> {
     let quiet = opts.format == Format::Json;
     let t0 = Instant::now();
@@ -384,66 +415,191 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
     // Release the lock on every path: success, error, and Ctrl-C / SIGTERM.
     let result = tokio::select! {
-        r = deploy_locked(&mut conn, stack, &local, &secrets, quiet, &mut durations) => r,
+        r = deploy_and_check(&mut conn, stack, &local, &secrets, opts, &mut durations) => r,
         _ = crate::signals::interrupted() => Err(Error::Interrupted),
     };
     if let Err(e) = layout::unlock(&conn.ssh, Some(&lock.token)).await {
         tracing::warn!("releasing the lock failed: {e}");
     }
     durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
-    let (plan, checks, ok) = match result {
-        Ok(v) => v,
+    let mut report = match result {
+        Ok(r) => r,
         Err(e) => {
             let _ = layout::journal(&conn.ssh, &serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "ok": false, "error": e.to_string(), "kind": e.kind()})).await;
             conn.ssh.close().await;
             return Err(e);
         }
     };
-    let report = DeployReport { ok, release: plan.release.clone(), plan: plan.summary(), checks, durations };
+    report.durations = durations;
     let _ = layout::journal(
         &conn.ssh,
-        &serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": report.release, "ok": ok, "plan": report.plan, "durations": report.durations}),
+        &serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": report.release, "ok": report.ok, "plan": report.plan, "durations": report.durations, "rollback": report.rollback}),
     )
     .await;
     conn.ssh.close().await;
-    Ok((report, if ok { 0 } else { 1 }))
+    let code = if report.ok { 0 } else { 1 };
+    Ok((report, code))
 }
 
-async fn deploy_locked(
+async fn deploy_and_check(
     conn: &mut Conn,
     stack: &Stack,
     local: &LocalFiles,
     secrets: &BTreeMap<String, Secret>,
+    opts: &DeployOptions,
+    durations: &mut BTreeMap<String, u64>,
+) -> Result<DeployReport> {
+    let quiet = opts.format == Format::Json;
+    let previous_verified = conn.state.verified.clone();
+    let applied = apply(conn, stack, Target::New(local), secrets, quiet, durations).await;
+    // A failure while applying (a container that exits, an exporter that does not
+    // answer) is a failed verification too: the host goes back to what last worked.
+    let (plan, report, apply_error) = match applied {
+        Ok(o) => (Some(o.plan), Some(o.report), None),
+        Err(e @ Error::Remote { .. }) => (None, None, Some(e)),
+        Err(e) => return Err(e),
+    };
+    let ok = report.as_ref().is_some_and(|r| r.ok);
+    let release = plan.as_ref().map(|p| p.release.clone()).unwrap_or_default();
+    if ok {
+        layout::mark_verified(&conn.ssh, &release).await?;
+        prune(conn).await?;
+    }
+    let mut out = DeployReport {
+        ok,
+        release: release.clone(),
+        plan: plan.as_ref().map(Plan::summary).unwrap_or(serde_json::Value::Null),
+        checks: report.as_ref().map(|r| r.checks.iter().map(|c| serde_json::to_value(c).expect("serializable")).collect()).unwrap_or_default(),
+        durations: BTreeMap::new(),
+        drill: report.as_ref().and_then(|r| r.drill.clone()),
+        rollback: None,
+        verify: report.clone(),
+    };
+    if let Some(e) = &apply_error {
+        out.checks.push(serde_json::json!({"name": "deploy", "status": "fail", "detail": e.to_string(), "hint": e.hint(), "duration_ms": 0}));
+        if !quiet {
+            eprintln!("✗ {e}\n  hint: {}", e.hint());
+        }
+    }
+    if ok {
+        return Ok(out);
+    }
+    match (&previous_verified, opts.rollback) {
+        (_, false) => {
+            if !quiet {
+                eprintln!("--no-rollback: the failed release stays in place for debugging");
+            }
+        }
+        (None, true) => {
+            if !quiet {
+                eprintln!("no release of this host has passed verification yet: nothing to roll back to");
+            }
+            out.rollback = Some(serde_json::json!({"to": null, "reason": "no verified release"}));
+        }
+        (Some(to), true) => {
+            if !quiet {
+                eprintln!("verification failed: rolling back to {to}, the last verified release");
+            }
+            conn.refresh().await?;
+            let r = rollback_to(conn, to, secrets, quiet, durations).await;
+            out.rollback = Some(match r {
+                Ok(o) => serde_json::json!({"to": to, "ok": o.report.ok, "checks": o.report.checks}),
+                Err(e) => serde_json::json!({"to": to, "ok": false, "error": e.to_string()}),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Put release `to` (already on the host) back in place and verify it again.
+pub async fn rollback_to(conn: &mut Conn, to: &str, secrets: &BTreeMap<String, Secret>, quiet: bool, durations: &mut BTreeMap<String, u64>) -> Result<Outcome> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+    fetch_release(&conn.ssh, to, dir.path()).await?;
+    let stack = Stack::load(dir.path())?;
+    let local = LocalFiles::read(&stack)?;
+    let o = apply(conn, &stack, Target::Existing(to, &local), secrets, quiet, durations).await?;
+    if o.report.ok {
+        layout::mark_verified(&conn.ssh, to).await?;
+    }
+    let _ = layout::journal(&conn.ssh, &serde_json::json!({"event": "rollback", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": to, "ok": o.report.ok})).await;
+    Ok(o)
+}
+
+const FETCH_SCRIPT: &str = r#"set -eu
+[ -f "$1/releases/$2/.release.json" ] || { echo "no release $2" >&2; exit 3; }
+tar -c -f - -C "$1/releases/$2" .
+"#;
+
+/// Copy a release from the host into `dest` (to verify it against its own files).
+pub async fn fetch_release(ssh: &Ssh, id: &str, dest: &std::path::Path) -> Result<()> {
+    let (code, tar, stderr) = ssh.script_bytes(FETCH_SCRIPT, &[ssh.host().remote_dir.as_str(), id]).await?;
+    if code != Some(0) {
+        return Err(Error::remote("release_missing", format!("release {id} is not on {}: {}", ssh.host().name, stderr.trim()), "list the releases with `stackproof status`"));
+    }
+    tar::Archive::new(tar.as_slice())
+        .unpack(dest)
+        .map_err(|e| Error::remote("transfer", format!("unpacking release {id}: {e}"), "run the command again"))
+}
+
+async fn prune(conn: &mut Conn) -> Result<()> {
+    conn.refresh().await?;
+    let st = &conn.state;
+    let victims = layout::prune_candidates(&st.releases, KEEP_RELEASES, &[st.current.as_deref(), st.verified.as_deref(), st.exporter_release.as_deref()]);
+    layout::prune(&conn.ssh, &victims).await
+}
+
+/// One pass of the pipeline (under the lock): plan, release, containers, exporter,
+/// verification.
+pub async fn apply(
+    conn: &mut Conn,
+    stack: &Stack,
+    target: Target<'_>,
+    secrets: &BTreeMap<String, Secret>,
     quiet: bool,
     durations: &mut BTreeMap<String, u64>,
-) -> Result<(Plan, Vec<serde_json::Value>, bool)> {
+) -> Result<Outcome> {
     conn.refresh().await?;
     if !conn.state.writable {
         let h = conn.ssh.host();
-        return Err(Error::remote("remote_dir", format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name), format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir)));
+        return Err(Error::config("remote_dir", format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name), format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir)));
     }
+    let local = match target {
+        Target::New(l) | Target::Existing(_, l) => l,
+    };
     let t = Instant::now();
     let (mut plan, specs) = make_plan(conn, stack, local, secrets).await?;
+    if let Target::Existing(id, _) = target {
+        plan.release = id.to_string();
+    }
     if !quiet {
         eprint!("{}", plan.render());
     }
     durations.insert("plan_ms".into(), t.elapsed().as_millis() as u64);
     let deadline = Instant::now() + stack.manifest.verify.timeout;
 
-    // 1. Files: a new complete release, then `current` swapped by rename.
+    // 1. Files: a new complete release (or an existing one), then `current` swapped by rename.
     let t = Instant::now();
-    if plan.files_differ() || conn.state.current.is_none() {
-        let step = Progress::step(format!("syncing release {}", plan.release), quiet);
-        let info = ReleaseInfo { id: plan.release.clone(), stack: stack.manifest.name.clone(), created_at: chrono::Utc::now().to_rfc3339(), by: who(), files: local.hashes() };
-        let prev = conn.state.current.clone().filter(|_| conn.state.current_info.is_some());
-        let keep: Vec<String> = if prev.is_some() { local.files.keys().filter(|p| !plan.files_added.contains(p) && !plan.files_changed.contains(p)).cloned().collect() } else { vec![] };
-        let changed: Vec<(String, Vec<u8>, u32)> = local.files.iter().filter(|(p, _)| prev.is_none() || !keep.contains(p)).map(|(p, (_, d, m))| (p.clone(), d.clone(), *m)).collect();
-        let sent = changed.len();
-        layout::sync(&conn.ssh, &layout::Upload { id: &plan.release, prev: prev.as_deref(), changed, keep, info: &info }).await.inspect_err(|e| step.fail(e.to_string()))?;
-        layout::swap(&conn.ssh, &plan.release).await.inspect_err(|e| step.fail(e.to_string()))?;
-        step.finish(format!("release {} is current ({sent} files sent)", plan.release));
-    } else {
-        plan.release = conn.state.current.clone().unwrap_or_default();
+    match target {
+        Target::Existing(id, _) => {
+            if conn.state.current.as_deref() != Some(id) {
+                layout::swap(&conn.ssh, id).await?;
+                if !quiet {
+                    eprintln!("✓ release {id} is current again");
+                }
+            }
+        }
+        Target::New(_) if plan.files_differ() || conn.state.current.is_none() => {
+            let step = Progress::step(format!("syncing release {}", plan.release), quiet);
+            let info = ReleaseInfo { id: plan.release.clone(), stack: stack.manifest.name.clone(), created_at: chrono::Utc::now().to_rfc3339(), by: who(), files: local.hashes() };
+            let prev = conn.state.current.clone().filter(|_| conn.state.current_info.is_some());
+            let keep: Vec<String> = if prev.is_some() { local.files.keys().filter(|p| !plan.files_added.contains(p) && !plan.files_changed.contains(p)).cloned().collect() } else { vec![] };
+            let changed: Vec<(String, Vec<u8>, u32)> = local.files.iter().filter(|(p, _)| prev.is_none() || !keep.contains(p)).map(|(p, (_, d, m))| (p.clone(), d.clone(), *m)).collect();
+            let sent = changed.len();
+            layout::sync(&conn.ssh, &layout::Upload { id: &plan.release, prev: prev.as_deref(), changed, keep, info: &info }).await.inspect_err(|e| step.fail(e.to_string()))?;
+            layout::swap(&conn.ssh, &plan.release).await.inspect_err(|e| step.fail(e.to_string()))?;
+            step.finish(format!("release {} is current ({sent} files sent)", plan.release));
+        }
+        Target::New(_) => plan.release = conn.state.current.clone().unwrap_or_default(),
     }
     durations.insert("sync_ms".into(), t.elapsed().as_millis() as u64);
 
@@ -471,26 +627,52 @@ async fn deploy_locked(
     }
     durations.insert("exporter_ms".into(), t.elapsed().as_millis() as u64);
 
-    // 4. Fast checks.
+    // 4. Verification: the checks a person would do.
     let t = Instant::now();
-    let checks = fast_checks(conn, stack, deadline).await;
-    durations.insert("checks_ms".into(), t.elapsed().as_millis() as u64);
-    let ok = checks.iter().all(|c| c["status"] == "pass");
-    for c in &checks {
-        if !quiet {
-            let mark = if c["status"] == "pass" { "✓" } else { "✗" };
-            eprintln!("{mark} {} — {}", c["name"].as_str().unwrap_or(""), c["detail"].as_str().unwrap_or(""));
+    let report = crate::live::checks(conn, stack, conn.ssh.host(), quiet).await?;
+    durations.insert("verify_ms".into(), t.elapsed().as_millis() as u64);
+    Ok(Outcome { plan, report })
+}
+
+/// `stackproof rollback [--to RELEASE]`: back to the last verified release (or the one
+/// named), under the deploy lock, then verify it. Exit 0 verified, 1 not verified.
+pub async fn rollback_command(host: &Host, to: Option<&str>, format: Format) -> Result<i32> {
+    let quiet = format == Format::Json;
+    let mut conn = Conn::open(host).await?;
+    let target = match to.map(str::to_string).or_else(|| conn.state.verified.clone()) {
+        Some(t) => t,
+        None => {
+            conn.ssh.close().await;
+            return Err(Error::config("no_verified_release", format!("no release on {} has passed verification", host.name), "name one with --to RELEASE (see `stackproof status`)"));
+        }
+    };
+    if !conn.state.releases.contains(&target) {
+        conn.ssh.close().await;
+        return Err(Error::config("release_missing", format!("release {target} is not on {}", host.name), "see `stackproof status` for the releases kept"));
+    }
+    let lock = lock(&conn.ssh, "rollback", None).await?;
+    let mut durations = BTreeMap::new();
+    let r = tokio::select! {
+        r = async {
+            let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+            fetch_release(&conn.ssh, &target, dir.path()).await?;
+            let stack = Stack::load(dir.path())?;
+            let secrets = read_secrets(&stack, host)?;
+            rollback_to(&mut conn, &target, &secrets, quiet, &mut durations).await
+        } => r,
+        _ = crate::signals::interrupted() => Err(Error::Interrupted),
+    };
+    let _ = layout::unlock(&conn.ssh, Some(&lock.token)).await;
+    conn.ssh.close().await;
+    let o = r?;
+    match format {
+        Format::Json => println!("{}", serde_json::json!({"ok": o.report.ok, "release": target, "checks": o.report.checks})),
+        Format::Text => {
+            crate::report::print_text(&o.report);
+            eprintln!("{} rolled back to {target}{}", if o.report.ok { "✓" } else { "✗" }, if o.report.ok { " and verified it" } else { ", but it failed verification" });
         }
     }
-    if ok {
-        layout::mark_verified(&conn.ssh, &plan.release).await?;
-    }
-
-    // 5. Prune old releases (never the current, the verified, or the exporter's).
-    conn.refresh().await?;
-    let victims = layout::prune_candidates(&conn.state.releases, KEEP_RELEASES, conn.state.current.as_deref(), conn.state.verified.as_deref());
-    layout::prune(&conn.ssh, &victims).await?;
-    Ok((plan, checks, ok))
+    Ok(if o.report.ok { 0 } else { 1 })
 }
 
 /// Reachability checks at the end of a deploy: every container running, Prometheus,

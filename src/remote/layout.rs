@@ -30,6 +30,8 @@ pub struct RemoteState {
     pub lock: Option<String>,
     /// `(pid, cmdline)` of the running host exporter, if its pid file names a live process.
     pub exporter: Option<(u32, String)>,
+    /// The release the running host exporter was started from (its working directory).
+    pub exporter_release: Option<String>,
     pub has_systemd: bool,
     pub writable: bool,
 }
@@ -43,6 +45,7 @@ echo; echo "== lock"; cat "$d/lock" 2>/dev/null || true
 echo; echo "== exporter"
 pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then printf '%s ' "$pid"; tr '\0' ' ' < "/proc/$pid/cmdline"; echo; fi
+echo "== exporter_release"; cat "$d/run/host-exporter.release" 2>/dev/null || true
 echo "== systemd"; [ -d /run/systemd/system ] && echo yes || echo no
 echo "== writable"
 if [ -d "$d" ]; then [ -w "$d" ] && echo yes || echo no; else p=$(dirname "$d"); while [ ! -d "$p" ]; do p=$(dirname "$p"); done; [ -w "$p" ] && echo yes || echo no; fi
@@ -95,6 +98,7 @@ pub(crate) fn parse_state(text: &str) -> RemoteState {
         verified: nonempty(get("verified")),
         lock: nonempty(get("lock")),
         exporter,
+        exporter_release: nonempty(get("exporter_release")).map(|r| r.trim_start_matches("releases/").to_string()),
         has_systemd: get("systemd") == "yes",
         writable: get("writable") == "yes",
     }
@@ -202,15 +206,16 @@ const PRUNE_SCRIPT: &str = r#"d="$1"; shift
 for r in "$@"; do case "$r" in */*|.*|'') ;; *) rm -rf "$d/releases/$r";; esac; done
 "#;
 
-/// Releases to delete: all but the newest `keep`, never the current or verified one.
-pub fn prune_candidates(releases: &[String], keep: usize, current: Option<&str>, verified: Option<&str>) -> Vec<String> {
+/// Releases to delete: all but the newest `keep`, never one in `protect` (the current,
+/// the last verified, the one the host exporter runs from).
+pub fn prune_candidates(releases: &[String], keep: usize, protect: &[Option<&str>]) -> Vec<String> {
     let mut sorted = releases.to_vec();
     sorted.sort();
     let n = sorted.len();
     sorted
         .into_iter()
         .enumerate()
-        .filter(|(i, r)| *i + keep < n && Some(r.as_str()) != current && Some(r.as_str()) != verified)
+        .filter(|(i, r)| *i + keep < n && !protect.contains(&Some(r.as_str())))
         .map(|(_, r)| r)
         .collect()
 }
@@ -327,9 +332,9 @@ mod tests {
     #[test]
     fn prune_keeps_newest_current_and_verified() {
         let r: Vec<String> = (1..=8).map(|i| format!("r{i}")).collect();
-        let v = prune_candidates(&r, 5, Some("r8"), Some("r1"));
-        assert_eq!(v, vec!["r2", "r3"]);
-        assert!(prune_candidates(&r[..3], 5, None, None).is_empty());
+        let v = prune_candidates(&r, 5, &[Some("r8"), Some("r1"), Some("r3")]);
+        assert_eq!(v, vec!["r2"]);
+        assert!(prune_candidates(&r[..3], 5, &[None, None]).is_empty());
     }
 
     #[test]

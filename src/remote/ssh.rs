@@ -101,6 +101,17 @@ impl Ssh {
         self.run(&argv).await
     }
 
+    /// Like `script`, with stdout as bytes (archives).
+    pub async fn script_bytes<S: AsRef<str>>(&self, script: &'static str, args: &[S]) -> Result<(Option<i32>, Vec<u8>, String)> {
+        let mut cmd = self.session.command("sh");
+        cmd.arg("-c").arg(script).arg("sh");
+        for a in args {
+            cmd.arg(a.as_ref());
+        }
+        let out = cmd.output().await.map_err(|e| self.lost(e))?;
+        Ok((out.status.code(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned()))
+    }
+
     /// Like `script`, feeding `stdin` to the remote process.
     pub async fn script_with_stdin<S: AsRef<str>>(
         &self,
