@@ -1,0 +1,650 @@
+//! `stackproof watch`: re-verify a host on a schedule, evaluate the go/no-go gate after
+//! every run, journal each run (locally and on the host), publish a dead-man's switch
+//! through node-exporter's textfile collector, and run the operator's `--on-red` /
+//! `--on-yellow` command once per episode.
+//!
+//! Pure parts (the schedule, the episode logic, the textfile's content) are unit-tested
+//! here; the loop around them is the imperative shell. Every run opens its own
+//! connection and closes it at the end, so a host that stops answering costs one failed
+//! run (reported, journaled locally) and the next scheduled run simply connects again;
+//! the host entry is re-read each run too, so a fixed address is picked up without a
+//! restart.
+
+use crate::deploy::Conn;
+use crate::error::{Error, Result};
+use crate::gate::{self, Verdict};
+use crate::hosts::Host;
+use crate::output::Format;
+use crate::remote::Ssh;
+use crate::stack::manifest::{Level, WatchStep};
+use crate::stack::Stack;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file node-exporter reads (`<remote_dir>/textfile/stackproof.prom`).
+pub const TEXTFILE: &str = "stackproof.prom";
+
+// ---- schedule ----------------------------------------------------------------------
+
+/// When runs happen, as offsets from the watch's start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// Every `d`, forever (until `--runs` or a signal).
+    Every(Duration),
+    /// A rollout protocol: `every` while before `until`, step by step; it ends at the
+    /// last step's `until`.
+    Protocol(Vec<WatchStep>),
+}
+
+impl Schedule {
+    /// Check a protocol: at least one step, positive periods, `until` strictly increasing.
+    pub fn protocol(steps: Vec<WatchStep>) -> std::result::Result<Schedule, String> {
+        if steps.is_empty() {
+            return Err("the protocol has no steps".into());
+        }
+        let mut prev = Duration::ZERO;
+        for (i, s) in steps.iter().enumerate() {
+            if s.every.is_zero() {
+                return Err(format!("step {}: `every` must be longer than 0", i + 1));
+            }
+            if s.until <= prev {
+                return Err(format!("step {}: `until` ({}) must be later than the previous step's", i + 1, humantime::format_duration(s.until)));
+            }
+            prev = s.until;
+        }
+        Ok(Schedule::Protocol(steps))
+    }
+
+    /// The slot after `t`: `t + every` of the step whose `until` `t` has not reached.
+    /// `None` when the schedule is over (a protocol's last slot is its last `until`).
+    fn slot_after(&self, t: Duration) -> Option<Duration> {
+        match self {
+            Schedule::Every(d) => Some(t + *d),
+            Schedule::Protocol(steps) => {
+                let step = steps.iter().find(|s| t < s.until)?;
+                let next = t + step.every;
+                let end = steps.last().map(|s| s.until).unwrap_or_default();
+                (next <= end).then_some(next)
+            }
+        }
+    }
+
+    /// The next run after the run scheduled at `prev`, at a slot not earlier than `now`
+    /// (both offsets from the start). Slots missed because a run took longer than the
+    /// period are skipped, not run back to back; the second value counts them.
+    pub fn next(&self, prev: Duration, now: Duration) -> Option<(Duration, u64)> {
+        let mut t = self.slot_after(prev)?;
+        let mut skipped = 0;
+        while t < now {
+            if let Schedule::Every(d) = self {
+                // Arithmetic jump, so a long outage does not loop slot by slot.
+                let behind = (now - t).as_nanos() / d.as_nanos().max(1);
+                if behind > 0 {
+                    let k = behind.min(u32::MAX as u128) as u32;
+                    t += *d * k;
+                    skipped += k as u64;
+                    continue;
+                }
+            }
+            t = self.slot_after(t)?;
+            skipped += 1;
+        }
+        Some((t, skipped))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
+            Schedule::Protocol(steps) => steps
+                .iter()
+                .map(|s| format!("every {} until {}", humantime::format_duration(s.every), humantime::format_duration(s.until)))
+                .collect::<Vec<_>>()
+                .join(", then "),
+        }
+    }
+}
+
+/// Read a protocol file: a YAML list of `{until: 12h, every: 30m}`.
+pub fn load_protocol(path: &Path) -> Result<Schedule> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let hint = "write a YAML list of steps, e.g.\n  - {until: 12h, every: 30m}\n  - {until: 24h, every: 1h}";
+    let steps: Vec<WatchStep> = serde_yaml::from_str(&text)
+        .map_err(|e| Error::config("protocol_invalid", format!("{}: {e}", path.display()), hint))?;
+    Schedule::protocol(steps).map_err(|e| Error::config("protocol_invalid", format!("{}: {e}", path.display()), hint))
+}
+
+// ---- episodes ----------------------------------------------------------------------
+
+/// Which gate episode we are in, so each hook runs once per episode.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Episodes {
+    red: bool,
+    yellow: bool,
+}
+
+impl Episodes {
+    /// Observe a run's gate level and return the level whose hook must run now, if any.
+    /// Entering red runs the red hook; it runs again only after the gate has left red.
+    /// Same for yellow (red → yellow starts a yellow episode). A run whose gate could not
+    /// be evaluated (`None`) changes nothing: an unreachable host has not left red.
+    pub fn observe(&mut self, level: Option<Level>) -> Option<Level> {
+        let level = level?;
+        let fire = match level {
+            Level::Red => !self.red,
+            Level::Yellow => !self.yellow,
+            Level::Green => false,
+        };
+        self.red = level == Level::Red;
+        self.yellow = level == Level::Yellow;
+        fire.then_some(level)
+    }
+}
+
+// ---- the dead-man's switch ---------------------------------------------------------
+
+/// The textfile node-exporter serves: last run time, verification success, gate level.
+/// No client-side timestamps (the collector rejects them). The gate line is left out
+/// when the gate could not be evaluated: no level is better than a made-up one.
+pub fn textfile(now_unix: f64, success: bool, gate: Option<Level>) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP stackproof_verify_last_run_timestamp_seconds Unix time at which the last run of `stackproof watch` finished (passed or failed).\n");
+    s.push_str("# TYPE stackproof_verify_last_run_timestamp_seconds gauge\n");
+    s.push_str(&format!("stackproof_verify_last_run_timestamp_seconds {now_unix:.3}\n"));
+    s.push_str("# HELP stackproof_verify_success Whether the last verification of `stackproof watch` passed every check (1) or not (0).\n");
+    s.push_str("# TYPE stackproof_verify_success gauge\n");
+    s.push_str(&format!("stackproof_verify_success {}\n", u8::from(success)));
+    if let Some(l) = gate {
+        s.push_str("# HELP stackproof_gate_level The go/no-go gate at the last run of `stackproof watch`: 0 green, 1 yellow, 2 red.\n");
+        s.push_str("# TYPE stackproof_gate_level gauge\n");
+        s.push_str(&format!("stackproof_gate_level {}\n", gate::level_number(l)));
+    }
+    s
+}
+
+/// Write `.stackproof.prom.tmp` (ignored by the collector: it reads `*.prom` only), then
+/// rename it over `stackproof.prom` in the same directory: node-exporter reads the old
+/// file or the new one, never half of one.
+const PUBLISH_SCRIPT: &str = r#"set -eu
+umask 022
+d="$1/textfile"
+mkdir -p "$d"
+cat > "$d/.stackproof.prom.tmp"
+mv -f "$d/.stackproof.prom.tmp" "$d/stackproof.prom"
+echo PUBLISHED
+"#;
+
+const CLEAR_SCRIPT: &str = r#"rm -f "$1/textfile/stackproof.prom" "$1/textfile/.stackproof.prom.tmp" && echo CLEARED"#;
+
+pub async fn publish(ssh: &Ssh, content: &str) -> std::result::Result<(), String> {
+    let out = ssh
+        .script_with_stdin(PUBLISH_SCRIPT, &[ssh.host().remote_dir.as_str()], content.as_bytes().to_vec())
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.stdout.contains("PUBLISHED") {
+        Ok(())
+    } else {
+        Err(format!("writing {}/textfile/{TEXTFILE} failed: {}", ssh.host().remote_dir, out.stderr.trim()))
+    }
+}
+
+async fn clear(host: &Host) -> std::result::Result<(), String> {
+    let ssh = Ssh::connect(host).await.map_err(|e| e.to_string())?;
+    let out = ssh.script(CLEAR_SCRIPT, &[host.remote_dir.as_str()]).await.map_err(|e| e.to_string());
+    ssh.close().await;
+    match out? {
+        o if o.stdout.contains("CLEARED") => Ok(()),
+        o => Err(o.stderr.trim().to_string()),
+    }
+}
+
+// ---- the local journal -------------------------------------------------------------
+
+/// `.stackproof/journal/<host>.jsonl`, relative to the current directory (where
+/// `.stackproof/hosts.yml` usually is).
+pub fn journal_path(host: &str) -> PathBuf {
+    let safe: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    PathBuf::from(".stackproof/journal").join(format!("{safe}.jsonl"))
+}
+
+fn journal_local(host: &str, entry: &Value) {
+    let path = journal_path(host);
+    let line = format!("{}\n", serde_json::to_string(entry).expect("serializable"));
+    let r = (|| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // One write of one line to an O_APPEND file: lines from concurrent writers do
+        // not interleave.
+        std::fs::OpenOptions::new().create(true).append(true).open(&path)?.write_all(line.as_bytes())
+    })();
+    if let Err(e) = r {
+        tracing::warn!("cannot append to the local journal {}: {e}", path.display());
+    }
+}
+
+/// The last `n` watch runs of `host` from the local journal, oldest first (for `status`).
+pub fn last_runs(host: &str, n: usize) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(journal_path(host)) else { return vec![] };
+    let runs: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("event").and_then(Value::as_str) == Some("watch"))
+        .collect();
+    runs[runs.len().saturating_sub(n)..].to_vec()
+}
+
+// ---- one run -----------------------------------------------------------------------
+
+pub struct WatchOptions {
+    pub schedule: Schedule,
+    pub runs: Option<u64>,
+    pub on_red: Option<String>,
+    pub on_yellow: Option<String>,
+    pub drill_every: Option<u64>,
+    pub clear_on_exit: bool,
+    pub format: Format,
+}
+
+/// What one run saw. `conn` is kept open until the run's journal lines and hooks are done.
+struct Run {
+    entry: Value,
+    verdict: Option<Verdict>,
+    conn: Option<Conn>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &str) -> Run {
+    let t0 = std::time::Instant::now();
+    let at = chrono::Utc::now();
+    let mut entry = json!({
+        "event": "watch",
+        "watch_id": watch_id,
+        "run": n,
+        "at": at.to_rfc3339(),
+        "host": host_name,
+    });
+    let fail = |mut entry: Value, e: &Error, t0: std::time::Instant| {
+        entry["ok"] = json!(false);
+        entry["error"] = json!({"kind": e.kind(), "message": e.to_string(), "hint": e.hint()});
+        entry["gate"] = json!({"level": null});
+        entry["published"] = json!(false);
+        entry["durations"] = json!({"total_ms": ms(t0.elapsed())});
+        Run { entry, verdict: None, conn: None }
+    };
+    let host = match crate::hosts::load_host(host_name) {
+        Ok(h) => h,
+        Err(e) => return fail(entry, &e, t0),
+    };
+    let conn = match Conn::open(&host).await {
+        Ok(c) => c,
+        Err(e) => return fail(entry, &e, t0),
+    };
+    let connect_ms = ms(t0.elapsed());
+    entry["release"] = json!(conn.state.current);
+
+    let t1 = std::time::Instant::now();
+    let (ok, checks_error) = match crate::live::checks(&conn, stack, &host, true).await {
+        Ok(report) => {
+            let failed: Vec<Value> = report.failed().map(|c| json!({"name": c.name, "detail": c.detail})).collect();
+            entry["checks"] = json!({"total": report.checks.len(), "failed": failed.len(), "passed": report.checks.len() - failed.len()});
+            entry["failed"] = json!(failed);
+            (report.ok, None)
+        }
+        Err(e) => (false, Some(e)),
+    };
+    let verify_ms = ms(t1.elapsed());
+    entry["ok"] = json!(ok);
+    if let Some(e) = &checks_error {
+        entry["error"] = json!({"kind": e.kind(), "message": e.to_string(), "hint": e.hint()});
+    }
+
+    let t2 = std::time::Instant::now();
+    let verdict = gate::evaluate_on(&conn.ssh, stack).await;
+    let gate_ms = ms(t2.elapsed());
+    entry["gate"] = match &verdict {
+        Ok(v) => json!({"level": v.level, "findings": gate::findings_json(v)}),
+        Err(e) => json!({"level": null, "error": e}),
+    };
+    let level = verdict.as_ref().ok().map(|v| v.level);
+    let content = textfile(chrono::Utc::now().timestamp_millis() as f64 / 1000.0, ok, level);
+    match publish(&conn.ssh, &content).await {
+        Ok(()) => entry["published"] = json!(true),
+        Err(e) => {
+            entry["published"] = json!(false);
+            entry["publish_error"] = json!(e);
+        }
+    }
+    entry["durations"] = json!({"connect_ms": connect_ms, "verify_ms": verify_ms, "gate_ms": gate_ms, "total_ms": ms(t0.elapsed())});
+    Run { entry, verdict: verdict.ok(), conn: Some(conn) }
+}
+
+/// Run the operator's hook through `sh -c` with the gate's findings in its environment.
+/// Its stdout goes to our stderr, so `--format json` keeps stdout to one line per run.
+/// A running hook is waited for, also when a signal arrives (it may be a rollback).
+async fn run_hook(which: &str, cmd: &str, host: &str, v: &Verdict) -> Value {
+    let t0 = std::time::Instant::now();
+    let stdout = {
+        use std::os::fd::AsFd;
+        std::io::stderr().as_fd().try_clone_to_owned().map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::inherit())
+    };
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("STACKPROOF_GATE_LEVEL", gate::level_word(v.level))
+        .env("STACKPROOF_GATE_FINDINGS", gate::findings_json(v).to_string())
+        .env("STACKPROOF_HOST", host)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .status()
+        .await;
+    let mut e = json!({"hook": which, "command": cmd, "level": v.level, "duration_ms": ms(t0.elapsed())});
+    match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            e["exit"] = json!(s.code());
+            if let Some(sig) = s.signal() {
+                e["signal"] = json!(sig);
+            }
+        }
+        Err(err) => e["error"] = json!(format!("could not start `sh -c`: {err}")),
+    }
+    e
+}
+
+fn summary_line(e: &Value, next: Option<&str>) -> String {
+    let run = e["run"].as_u64().unwrap_or(0);
+    let at = e["at"].as_str().unwrap_or("");
+    let mut s = format!("{at} {} run {run}: ", e["host"].as_str().unwrap_or(""));
+    if e["checks"].is_object() {
+        let (total, failed) = (e["checks"]["total"].as_u64().unwrap_or(0), e["checks"]["failed"].as_u64().unwrap_or(0));
+        if failed == 0 {
+            s.push_str(&format!("verify ✓ {total}/{total} passed"));
+        } else {
+            let first = e["failed"][0]["name"].as_str().unwrap_or("");
+            s.push_str(&format!("verify ✗ {failed} of {total} failed (first: {first})"));
+        }
+    } else if let Some(m) = e["error"]["message"].as_str() {
+        s.push_str(&format!("✗ {m}"));
+    }
+    match e["gate"]["level"].as_str() {
+        Some(l) => {
+            s.push_str(&format!(" · gate {}", l.to_uppercase()));
+            let bad: Vec<&str> = e["gate"]["findings"]
+                .as_array()
+                .map(|fs| fs.iter().filter(|f| f["level"] != "green").filter_map(|f| f["name"].as_str()).collect())
+                .unwrap_or_default();
+            if !bad.is_empty() {
+                s.push_str(&format!(" ({})", bad.join(", ")));
+            }
+        }
+        None => s.push_str(" · gate not evaluated"),
+    }
+    if e["published"] == json!(false) && e["checks"].is_object() {
+        s.push_str(" · metrics NOT published");
+    }
+    s.push_str(&format!(" · {:.1} s", e["durations"]["total_ms"].as_u64().unwrap_or(0) as f64 / 1000.0));
+    match next {
+        Some(n) => s.push_str(&format!(" · next {n}")),
+        None => s.push_str(" · last run"),
+    }
+    s
+}
+
+/// `stackproof watch`. Returns 0 when stopped by a signal, by `--runs` or at the end of
+/// the protocol; could-not-run errors (exit 2) only for bad arguments before the first run.
+pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Result<i32> {
+    if opts.drill_every.is_some() {
+        return Err(Error::NotImplemented { what: "`watch --drill-every` (the outage drill)", issue: 7 });
+    }
+    if opts.runs == Some(0) {
+        return Err(Error::config("bad_argument", "--runs 0 would run nothing", "pass --runs 1 or more, or leave it out to run until stopped"));
+    }
+    if let Schedule::Every(d) = &opts.schedule {
+        if d.is_zero() {
+            return Err(Error::config("bad_argument", "--every must be longer than 0", "e.g. --every 30m"));
+        }
+    }
+    // A typo in the host name is a could-not-run error now, not a failed run every 30 min.
+    crate::hosts::load_host(host_name)?;
+
+    // Register the signal handlers now (first poll), before the first run.
+    let stop = crate::signals::interrupted();
+    tokio::pin!(stop);
+    let _ = futures_util::FutureExt::now_or_never(stop.as_mut());
+
+    let watch_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
+    eprintln!("watching {host_name} ({}); journal {}; stop with Ctrl-C or SIGTERM", opts.schedule.describe(), journal_path(host_name).display());
+    let start = tokio::time::Instant::now();
+    let wall_start = chrono::Utc::now();
+    let mut offset = Duration::ZERO;
+    let mut n: u64 = 0;
+    let mut episodes = Episodes::default();
+    let reason = loop {
+        // The schedule: sleep until the computed instant of this run (start + offset),
+        // not a fixed interval after the previous run ended.
+        tokio::select! {
+            _ = tokio::time::sleep_until(start + offset) => {}
+            _ = &mut stop => break "signal".to_string(),
+        }
+        n += 1;
+        let run = tokio::select! {
+            r = run_once(host_name, stack, n, &watch_id) => r,
+            _ = &mut stop => {
+                // Abandon the run: its connection is dropped with it; nothing half-written
+                // (the textfile is replaced by a rename, journal lines are single writes).
+                journal_local(host_name, &json!({"event": "watch-abandoned", "watch_id": watch_id, "run": n, "at": chrono::Utc::now().to_rfc3339(), "host": host_name}));
+                break "signal (the run in progress was abandoned)".to_string();
+            }
+        };
+        let Run { mut entry, verdict, conn } = run;
+        let last = opts.runs.is_some_and(|r| n >= r);
+        let next = if last { None } else { opts.schedule.next(offset, start.elapsed()) };
+        let next_wall = next.map(|(o, _)| (wall_start + chrono::Duration::from_std(o).unwrap_or_default()).to_rfc3339());
+        entry["next_at"] = json!(next_wall);
+        if let Some((_, skipped)) = next {
+            if skipped > 0 {
+                entry["skipped_slots"] = json!(skipped);
+            }
+        }
+        journal_local(host_name, &entry);
+        if let Some(c) = &conn {
+            if let Err(e) = crate::remote::layout::journal(&c.ssh, &entry).await {
+                tracing::warn!("host journal: {e}");
+            }
+        }
+        match opts.format {
+            Format::Json => println!("{}", serde_json::to_string(&entry).expect("serializable")),
+            Format::Text => println!("{}", summary_line(&entry, next_wall.as_deref())),
+        }
+
+        let level = verdict.as_ref().map(|v| v.level);
+        if let (Some(fire), Some(v)) = (episodes.observe(level), &verdict) {
+            let cmd = match fire {
+                Level::Red => opts.on_red.as_deref(),
+                Level::Yellow => opts.on_yellow.as_deref(),
+                Level::Green => None,
+            };
+            if let Some(cmd) = cmd {
+                let which = if fire == Level::Red { "on-red" } else { "on-yellow" };
+                let mut h = run_hook(which, cmd, host_name, v).await;
+                h["event"] = json!("watch-hook");
+                h["watch_id"] = json!(watch_id);
+                h["run"] = json!(n);
+                h["at"] = json!(chrono::Utc::now().to_rfc3339());
+                h["host"] = json!(host_name);
+                journal_local(host_name, &h);
+                if let Some(c) = &conn {
+                    let _ = crate::remote::layout::journal(&c.ssh, &h).await;
+                }
+                eprintln!("{which}: `{cmd}` exited {}", h["exit"].as_i64().map(|c| c.to_string()).unwrap_or_else(|| h.get("signal").map(|s| format!("on signal {s}")).unwrap_or_else(|| "without starting".into())));
+            }
+        }
+        if let Some(c) = conn {
+            c.ssh.close().await;
+        }
+        match next {
+            _ if last => break format!("{n} runs done"),
+            None => break "the protocol ended".to_string(),
+            Some((o, _)) => offset = o,
+        }
+    };
+    if opts.clear_on_exit {
+        match crate::hosts::load_host(host_name) {
+            Ok(h) => match clear(&h).await {
+                Ok(()) => eprintln!("removed {}/textfile/{TEXTFILE} (--clear-on-exit)", h.remote_dir),
+                Err(e) => eprintln!("could not remove the textfile (--clear-on-exit): {e}"),
+            },
+            Err(e) => eprintln!("could not remove the textfile (--clear-on-exit): {e}"),
+        }
+    }
+    journal_local(host_name, &json!({"event": "watch-stopped", "watch_id": watch_id, "runs": n, "reason": reason, "at": chrono::Utc::now().to_rfc3339(), "host": host_name}));
+    eprintln!("watch stopped after {n} run(s): {reason}");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: u64) -> Duration {
+        Duration::from_secs(n * 3600)
+    }
+    fn m(n: u64) -> Duration {
+        Duration::from_secs(n * 60)
+    }
+
+    fn default_protocol() -> Schedule {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stack/stackproof.yml")).unwrap();
+        Schedule::protocol(crate::stack::Manifest::from_yaml(&text).unwrap().watch.protocol).unwrap()
+    }
+
+    fn all_slots(s: &Schedule) -> Vec<Duration> {
+        let mut out = vec![Duration::ZERO];
+        let mut t = Duration::ZERO;
+        while let Some((n, _)) = s.next(t, t) {
+            out.push(n);
+            t = n;
+        }
+        out
+    }
+
+    #[test]
+    fn default_protocol_runs_like_the_rollout_plan() {
+        let slots = all_slots(&default_protocol());
+        // 0, 0:30 … 12:00 (25 runs), 13:00 … 24:00 (12), 26:00 … 48:00 (12).
+        assert_eq!(slots.len(), 25 + 12 + 12);
+        assert_eq!(slots[1], m(30));
+        assert_eq!(slots[24], h(12));
+        assert_eq!(slots[25], h(13));
+        assert_eq!(slots[36], h(24));
+        assert_eq!(slots[37], h(26));
+        assert_eq!(*slots.last().unwrap(), h(48));
+        assert!(slots.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn missed_slots_are_skipped_not_run_back_to_back() {
+        let s = default_protocol();
+        // The run at 0 took 65 minutes: the 30 m and 60 m slots are gone; next is 1:30.
+        assert_eq!(s.next(Duration::ZERO, m(65)), Some((m(90), 2)));
+        // On time: the next slot.
+        assert_eq!(s.next(m(30), m(31)), Some((m(60), 0)));
+        // Across a step boundary: a run at 11:30 that ends at 12:10 → 13:00.
+        assert_eq!(s.next(m(690), m(730)), Some((h(13), 1)));
+        // Past the end.
+        assert_eq!(s.next(h(48), h(48)), None);
+        assert_eq!(s.next(h(46), h(50)), None);
+    }
+
+    #[test]
+    fn every_is_anchored_at_the_start() {
+        let s = Schedule::Every(Duration::from_secs(5));
+        assert_eq!(s.next(Duration::ZERO, Duration::from_millis(3200)), Some((Duration::from_secs(5), 0)));
+        // A 12 s run starting at 5 s ends at 17 s: 10 s and 15 s are skipped, next is 20 s.
+        assert_eq!(s.next(Duration::from_secs(5), Duration::from_secs(17)), Some((Duration::from_secs(20), 2)));
+        // Exactly on a slot boundary: that slot is still taken.
+        assert_eq!(s.next(Duration::from_secs(5), Duration::from_secs(10)), Some((Duration::from_secs(10), 0)));
+        // A day-long outage is one jump.
+        assert_eq!(s.next(Duration::ZERO, h(24) + Duration::from_secs(1)).unwrap().0, h(24) + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn protocol_validation() {
+        let st = |until, every| WatchStep { until, every };
+        assert!(Schedule::protocol(vec![]).is_err());
+        assert!(Schedule::protocol(vec![st(h(1), Duration::ZERO)]).is_err());
+        assert!(Schedule::protocol(vec![st(h(2), m(10)), st(h(1), m(10))]).is_err());
+        let s = Schedule::protocol(vec![st(m(10), m(5)), st(m(30), m(10))]).unwrap();
+        assert_eq!(all_slots(&s), vec![Duration::ZERO, m(5), m(10), m(20), m(30)]);
+        assert!(s.describe().contains("every 5m until 10m"));
+    }
+
+    #[test]
+    fn protocol_file_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yml");
+        std::fs::write(&p, "- {until: 1h, every: 10m}\n- {until: 3h, every: 1h}\n").unwrap();
+        assert_eq!(all_slots(&load_protocol(&p).unwrap()).len(), 7 + 2);
+        std::fs::write(&p, "- {until: 1h}\n").unwrap();
+        assert_eq!(load_protocol(&p).unwrap_err().kind(), "protocol_invalid");
+    }
+
+    #[test]
+    fn hooks_run_once_per_episode() {
+        use Level::*;
+        let mut e = Episodes::default();
+        let seq = [Some(Green), Some(Red), Some(Red), None, Some(Red), Some(Yellow), Some(Yellow), Some(Red), Some(Green), Some(Yellow), Some(Green), Some(Red)];
+        let fired: Vec<Option<Level>> = seq.iter().map(|l| e.observe(*l)).collect();
+        assert_eq!(
+            fired,
+            vec![None, Some(Red), None, None, None, Some(Yellow), None, Some(Red), None, Some(Yellow), None, Some(Red)]
+        );
+    }
+
+    #[test]
+    fn textfile_is_valid_exposition_without_timestamps() {
+        let t = textfile(1_700_000_000.25, true, Some(Level::Red));
+        assert!(t.contains("stackproof_verify_last_run_timestamp_seconds 1700000000.250\n"));
+        assert!(t.contains("stackproof_verify_success 1\n"));
+        assert!(t.contains("stackproof_gate_level 2\n"));
+        assert!(t.contains("0 green, 1 yellow, 2 red"));
+        for line in t.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split_whitespace().count(), 2, "no timestamp on `{line}`");
+        }
+        let t = textfile(1.0, false, None);
+        assert!(t.contains("stackproof_verify_success 0\n"));
+        assert!(!t.contains("stackproof_gate_level"));
+        // The names are the manifest's declared textfile metrics.
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stack/stackproof.yml")).unwrap();
+        let declared = crate::stack::Manifest::from_yaml(&text).unwrap().metrics.textfile;
+        let full = textfile(1.0, true, Some(Level::Green));
+        for line in full.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split_whitespace().next().unwrap();
+            assert!(declared.iter().any(|d| d == name), "{name} not in metrics.textfile");
+        }
+    }
+
+    #[test]
+    fn journal_path_is_per_host_and_safe() {
+        assert_eq!(journal_path("sandbox"), PathBuf::from(".stackproof/journal/sandbox.jsonl"));
+        assert_eq!(journal_path("../x y"), PathBuf::from(".stackproof/journal/.._x_y.jsonl"));
+    }
+
+    #[test]
+    fn summary_lines() {
+        let e = json!({"run": 2, "at": "T", "host": "h", "ok": false, "checks": {"total": 24, "failed": 1}, "failed": [{"name": "prometheus: targets up"}],
+            "gate": {"level": "red", "findings": [{"name": "services down now", "level": "yellow"}, {"name": "x", "level": "green"}]}, "published": true, "durations": {"total_ms": 2500}});
+        let s = summary_line(&e, Some("N"));
+        assert!(s.contains("verify ✗ 1 of 24 failed (first: prometheus: targets up)"), "{s}");
+        assert!(s.contains("gate RED (services down now)"), "{s}");
+        assert!(s.ends_with("next N"), "{s}");
+        let e = json!({"run": 1, "at": "T", "host": "h", "error": {"message": "host h is unreachable: refused"}, "gate": {"level": null}, "published": false, "durations": {"total_ms": 10}});
+        let s = summary_line(&e, None);
+        assert!(s.contains("✗ host h is unreachable") && s.contains("gate not evaluated") && s.ends_with("last run"), "{s}");
+    }
+}
