@@ -450,15 +450,44 @@ async fn deploy_and_check(
     durations: &mut BTreeMap<String, u64>,
 ) -> Result<DeployReport> {
     let quiet = opts.format == Format::Json;
+    // An impossible drill (a `for` longer than drill.timeout) is refused before the host
+    // is touched.
+    if opts.drill != Some(false) {
+        crate::drill::bounds::bounds(stack, false).map_err(|m| {
+            let e = crate::drill::refused(m);
+            Error::config("drill_refused", e.to_string(), format!("{} (or deploy with --no-drill)", e.hint()))
+        })?;
+    }
     let previous_verified = conn.state.verified.clone();
     let applied = apply(conn, stack, Target::New(local), secrets, quiet, durations).await;
     // A failure while applying (a container that exits, an exporter that does not
     // answer) is a failed verification too: the host goes back to what last worked.
-    let (plan, report, apply_error) = match applied {
+    let (plan, mut report, apply_error) = match applied {
         Ok(o) => (Some(o.plan), Some(o.report), None),
         Err(e @ Error::Remote { .. }) => (None, None, Some(e)),
         Err(e) => return Err(e),
     };
+    // The outage drill, when the alert path changed, when no drill has passed on this
+    // host yet, or when asked; only on a release whose checks passed.
+    if let (Some(p), Some(r)) = (&plan, report.as_mut()) {
+        let wanted = opts.drill.unwrap_or(p.alert_path_touched || conn.state.drill_passed.is_none());
+        if wanted && r.ok {
+            let t = Instant::now();
+            let d = crate::drill::run(conn, stack, &crate::drill::DrillOptions { real: false, quiet }).await?;
+            durations.insert("drill_ms".into(), t.elapsed().as_millis() as u64);
+            if !quiet {
+                eprint!("{}", crate::drill::render_text(&d));
+            }
+            r.ok &= d.ok;
+            r.checks.push(d.check());
+            r.drill = Some(d.to_json());
+            if d.ok {
+                layout::mark_drill_passed(&conn.ssh, &p.release).await?;
+            }
+        } else if wanted && !quiet {
+            eprintln!("– outage drill skipped: the checks failed");
+        }
+    }
     let ok = report.as_ref().is_some_and(|r| r.ok);
     let release = plan.as_ref().map(|p| p.release.clone()).unwrap_or_default();
     if ok {

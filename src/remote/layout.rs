@@ -30,6 +30,8 @@ pub struct RemoteState {
     pub lock: Option<String>,
     /// `(pid, cmdline)` of the running host exporter, if its pid file names a live process.
     pub exporter: Option<(u32, String)>,
+    /// The release on which an outage drill last passed.
+    pub drill_passed: Option<String>,
     /// The release the running host exporter was started from (its working directory).
     pub exporter_release: Option<String>,
     pub has_systemd: bool,
@@ -45,6 +47,7 @@ echo; echo "== lock"; cat "$d/lock" 2>/dev/null || true
 echo; echo "== exporter"
 pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then printf '%s ' "$pid"; tr '\0' ' ' < "/proc/$pid/cmdline"; echo; fi
+echo "== drill_passed"; cat "$d/drill-passed" 2>/dev/null || true
 echo "== exporter_release"; cat "$d/run/host-exporter.release" 2>/dev/null || true
 echo "== systemd"; [ -d /run/systemd/system ] && echo yes || echo no
 echo "== writable"
@@ -98,6 +101,7 @@ pub(crate) fn parse_state(text: &str) -> RemoteState {
         verified: nonempty(get("verified")),
         lock: nonempty(get("lock")),
         exporter,
+        drill_passed: nonempty(get("drill_passed")),
         exporter_release: nonempty(get("exporter_release")).map(|r| r.trim_start_matches("releases/").to_string()),
         has_systemd: get("systemd") == "yes",
         writable: get("writable") == "yes",
@@ -236,6 +240,16 @@ printf '%s\n' "$2" > "$1/.verified.tmp" && mv -f "$1/.verified.tmp" "$1/verified
 
 pub async fn mark_verified(ssh: &Ssh, id: &str) -> Result<()> {
     ssh.script(MARK_VERIFIED_SCRIPT, &[ssh.host().remote_dir.as_str(), id]).await?;
+    Ok(())
+}
+
+const MARK_DRILL_SCRIPT: &str = r#"set -eu
+printf '%s\n' "$2" > "$1/.drill-passed.tmp" && mv -f "$1/.drill-passed.tmp" "$1/drill-passed"
+"#;
+
+/// Remember that an outage drill passed on this host (deploy runs one until then).
+pub async fn mark_drill_passed(ssh: &Ssh, id: &str) -> Result<()> {
+    ssh.script(MARK_DRILL_SCRIPT, &[ssh.host().remote_dir.as_str(), id]).await?;
     Ok(())
 }
 
