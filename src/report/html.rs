@@ -205,9 +205,14 @@ pub fn chart(series: &[Series]) -> String {
     s
 }
 
-/// The drill section: a timeline when the drill object carries one
-/// (`timeline: [{"at_ms", "event"}]`), otherwise its JSON.
+/// The drill section: each stage as a row, its bound drawn as a grey band and the
+/// measured moment as a dot (green within the bound, red beyond it or missed); the
+/// outage measured from the exporter's stop, the recovery from its return. Older
+/// documents with `timeline: [{"at_ms", "event"}]` are drawn as a plain timeline.
 fn drill(d: &serde_json::Value) -> String {
+    if d.get("stages").and_then(|s| s.as_array()).is_some_and(|s| !s.is_empty()) {
+        return drill_stages(d);
+    }
     let events: Vec<(f64, String)> = d
         .get("timeline")
         .and_then(|t| t.as_array())
@@ -241,6 +246,76 @@ fn drill(d: &serde_json::Value) -> String {
     s
 }
 
+fn drill_stages(d: &serde_json::Value) -> String {
+    let f = |v: &serde_json::Value| v.as_f64();
+    let stages: Vec<&serde_json::Value> = d["stages"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let ok = d["ok"].as_bool().unwrap_or(false);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<p><b>{}</b> {} — fired after {} (bound {}), delivered: {}, resolved notification after {} (bound {}).</p>\n",
+        if ok { "✓ passed" } else { "✗ FAILED" },
+        text(d["alert"].as_str().unwrap_or("")),
+        f(&d["fired_after_s"]).map(|v| format!("{v:.1} s")).unwrap_or_else(|| "—".into()),
+        f(&d["fire_bound_s"]).map(|v| format!("{v:.1} s")).unwrap_or_else(|| "—".into()),
+        if d["delivered"].as_bool().unwrap_or(false) { "yes" } else { "no" },
+        f(&d["resolved_after_s"]).map(|v| format!("{v:.1} s")).unwrap_or_else(|| "—".into()),
+        f(&d["resolve_bound_s"]).map(|v| format!("{v:.1} s")).unwrap_or_else(|| "—".into()),
+    );
+    if let Some(e) = d["error"].as_str() {
+        let _ = writeln!(s, "<p class=\"qd fail\">{}</p>", text(e));
+    }
+    const X0: f64 = 300.0;
+    const W: f64 = 420.0;
+    const ROW: f64 = 22.0;
+    for (phase, title) in [("outage", "After the exporter stopped"), ("recovery", "After the exporter answered again")] {
+        let rows: Vec<&&serde_json::Value> = stages.iter().filter(|st| st["phase"] == phase).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let max = rows.iter().flat_map(|st| [f(&st["bound_s"]), f(&st["after_s"])]).flatten().fold(1.0, f64::max);
+        let sx = |v: f64| X0 + v / max * W;
+        let h = ROW * rows.len() as f64 + 30.0;
+        let _ = write!(s, "<h3>{}</h3><svg width=\"{}\" height=\"{h}\" role=\"img\">", text(title), X0 + W + 80.0);
+        for (i, st) in rows.iter().enumerate() {
+            let y = 8.0 + ROW * i as f64;
+            let bound = f(&st["bound_s"]).unwrap_or(0.0);
+            let good = st["ok"].as_bool().unwrap_or(false);
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"end\">{}</text><rect x=\"{X0}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"14\" fill=\"#e4e6eb\"><title>bound {bound:.1} s</title></rect>",
+                X0 - 8.0,
+                y + 11.0,
+                text(st["name"].as_str().unwrap_or("")),
+                sx(bound) - X0
+            );
+            match f(&st["after_s"]) {
+                Some(a) => {
+                    let color = if good { "#1f8a4c" } else { "#c62828" };
+                    let _ = write!(
+                        s,
+                        "<line x1=\"{X0}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/><circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{color}\">{a:.1} s</text>",
+                        sx(a), y + 7.0, y + 7.0, sx(a), y + 7.0, sx(a.max(bound)) + 8.0, y + 11.0
+                    );
+                }
+                None => {
+                    let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#c62828\">✗ not seen</text>", sx(bound) + 8.0, y + 11.0);
+                }
+            }
+        }
+        // Axis: 0 and the phase's longest bound.
+        let ya = 8.0 + ROW * rows.len() as f64 + 4.0;
+        let _ = write!(
+            s,
+            "<line x1=\"{X0}\" x2=\"{:.1}\" y1=\"{ya:.1}\" y2=\"{ya:.1}\" stroke=\"#8a8f99\"/><text x=\"{X0}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a8f99\">0 s</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a8f99\" text-anchor=\"end\">{max:.1} s</text></svg>\n",
+            X0 + W, ya + 12.0, X0 + W, ya + 12.0
+        );
+    }
+    s.push_str("<p class=\"legend\">grey band: the stage's bound computed from the configuration; dot: when it was seen.</p>\n");
+    let _ = write!(s, "<details><summary>drill JSON</summary><pre>{}</pre></details>\n", text(&serde_json::to_string_pretty(d).unwrap_or_default()));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +333,27 @@ mod tests {
         assert!(h.contains("<polyline"), "chart drawn");
         assert!(h.contains("webhook firing"));
         assert!(h.contains("Dash &lt;1&gt;"));
+    }
+
+    #[test]
+    fn drill_stages_are_drawn_against_their_bounds() {
+        let mut r = crate::report::tests::sample();
+        r.drill = Some(serde_json::json!({
+            "ok": false, "alert": "StackproofDrill", "fired_after_s": 7.8, "fire_bound_s": 16.0, "delivered": false,
+            "delivered_after_s": null, "resolved_after_s": null, "resolve_bound_s": 13.0,
+            "stages": [
+                {"name": "target down", "phase": "outage", "after_s": 2.9, "bound_s": 10.0, "ok": true},
+                {"name": "StackproofDrill delivered <to> stackproof", "phase": "outage", "after_s": null, "bound_s": 18.0, "ok": false},
+                {"name": "target up", "phase": "recovery", "after_s": 7.0, "bound_s": 6.0, "ok": false}
+            ]}));
+        let h = render_html(&r);
+        assert!(h.contains("After the exporter stopped") && h.contains("After the exporter answered again"));
+        assert!(h.contains("delivered &lt;to&gt; stackproof"), "names escaped");
+        assert!(h.contains("✗ not seen"));
+        assert!(h.contains("fill=\"#c62828\">7.0 s"), "late stage in red");
+        assert!(h.contains("fill=\"#1f8a4c\">2.9 s"), "stage within bound in green");
+        assert!(h.contains("<rect x=\"300\""), "bound band drawn");
+        assert!(!h.contains("NaN"));
     }
 
     #[test]
