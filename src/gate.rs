@@ -97,9 +97,14 @@ pub fn classify(c: &GateCriterion, v: Option<f64>) -> (Level, String) {
     }
 }
 
+/// A value for people: four significant digits, no trailing zeros (0.03705, 0.98, 2).
 fn fmt(v: f64) -> String {
-    // Shortest form that round-trips: 0.98, 0.001, 2.
-    format!("{v}")
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (3 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 /// The worst level; green for no criteria.
@@ -311,6 +316,16 @@ mod tests {
         assert_eq!((lvl(&p95, 0.15), lvl(&p95, 0.3), lvl(&p95, 0.6)), (Level::Green, Level::Yellow, Level::Red));
         let crit_alerts = by("critical");
         assert_eq!((classify(&crit_alerts, None).0, lvl(&crit_alerts, 1.0)), (Level::Green, Level::Red));
+    }
+
+    #[test]
+    fn values_for_people() {
+        assert_eq!(fmt(0.037045454545454534), "0.03705");
+        assert_eq!(fmt(0.98), "0.98");
+        assert_eq!(fmt(2.0), "2");
+        assert_eq!(fmt(1234.5678), "1235");
+        assert_eq!(fmt(0.0), "0");
+        assert_eq!(fmt(f64::INFINITY), "inf");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::stack::Stack;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The file node-exporter reads (`<remote_dir>/textfile/stackproof.prom`).
@@ -258,14 +259,17 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &str) -> Run {
+/// One run: connect, the checks, the drill if due, the gate, the textfile. `drilling` is
+/// set while the drill runs: a signal then waits for the drill (which sees the signal
+/// too and restarts the exporter) instead of abandoning the run.
+async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &str, drill: bool, drilling: &AtomicBool) -> Run {
     let t0 = std::time::Instant::now();
     let at = chrono::Utc::now();
     let mut entry = json!({
         "event": "watch",
         "watch_id": watch_id,
         "run": n,
-        "at": at.to_rfc3339(),
+        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "host": host_name,
     });
     let fail = |mut entry: Value, e: &Error, t0: std::time::Instant| {
@@ -298,6 +302,31 @@ async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &str) -> Run
         Err(e) => (false, Some(e)),
     };
     let verify_ms = ms(t1.elapsed());
+    let mut ok = ok;
+    let mut drill_ms = None;
+    if drill {
+        let td = std::time::Instant::now();
+        drilling.store(true, Ordering::SeqCst);
+        let r = crate::drill::run(&conn, stack, &crate::drill::DrillOptions { real: false, quiet: true }).await;
+        drilling.store(false, Ordering::SeqCst);
+        drill_ms = Some(ms(td.elapsed()));
+        match r {
+            Ok(d) => {
+                ok = ok && d.ok;
+                if !d.ok {
+                    let c = d.check();
+                    if let Some(failed) = entry["failed"].as_array_mut() {
+                        failed.push(json!({"name": c.name, "detail": c.detail}));
+                    }
+                }
+                entry["drill"] = json!({"ok": d.ok, "fired_after_s": d.fired_after_s, "delivered_after_s": d.delivered_after_s, "resolved_after_s": d.resolved_after_s, "exporter_restarted": d.exporter_restarted, "total_s": d.total_s});
+            }
+            Err(e) => {
+                ok = false;
+                entry["drill"] = json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}});
+            }
+        }
+    }
     entry["ok"] = json!(ok);
     if let Some(e) = &checks_error {
         entry["error"] = json!({"kind": e.kind(), "message": e.to_string(), "hint": e.hint()});
@@ -319,7 +348,7 @@ async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &str) -> Run
             entry["publish_error"] = json!(e);
         }
     }
-    entry["durations"] = json!({"connect_ms": connect_ms, "verify_ms": verify_ms, "gate_ms": gate_ms, "total_ms": ms(t0.elapsed())});
+    entry["durations"] = json!({"connect_ms": connect_ms, "verify_ms": verify_ms, "drill_ms": drill_ms, "gate_ms": gate_ms, "total_ms": ms(t0.elapsed())});
     Run { entry, verdict: verdict.ok(), conn: Some(conn) }
 }
 
@@ -356,9 +385,17 @@ async fn run_hook(which: &str, cmd: &str, host: &str, v: &Verdict) -> Value {
     e
 }
 
+/// `2026-11-26T05:57:08.772Z` → `2026-11-26T05:57:08Z`.
+fn short_time(t: &str) -> String {
+    match t.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => t.to_string(),
+    }
+}
+
 fn summary_line(e: &Value, next: Option<&str>) -> String {
     let run = e["run"].as_u64().unwrap_or(0);
-    let at = e["at"].as_str().unwrap_or("");
+    let at = short_time(e["at"].as_str().unwrap_or(""));
     let mut s = format!("{at} {} run {run}: ", e["host"].as_str().unwrap_or(""));
     if e["checks"].is_object() {
         let (total, failed) = (e["checks"]["total"].as_u64().unwrap_or(0), e["checks"]["failed"].as_u64().unwrap_or(0));
@@ -389,7 +426,7 @@ fn summary_line(e: &Value, next: Option<&str>) -> String {
     }
     s.push_str(&format!(" · {:.1} s", e["durations"]["total_ms"].as_u64().unwrap_or(0) as f64 / 1000.0));
     match next {
-        Some(n) => s.push_str(&format!(" · next {n}")),
+        Some(n) => s.push_str(&format!(" · next {}", short_time(n))),
         None => s.push_str(" · last run"),
     }
     s
@@ -398,8 +435,12 @@ fn summary_line(e: &Value, next: Option<&str>) -> String {
 /// `stackproof watch`. Returns 0 when stopped by a signal, by `--runs` or at the end of
 /// the protocol; could-not-run errors (exit 2) only for bad arguments before the first run.
 pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Result<i32> {
+    if opts.drill_every == Some(0) {
+        return Err(Error::config("bad_argument", "--drill-every 0 would never drill", "pass --drill-every N (N >= 1) to drill every Nth run, or leave it out"));
+    }
     if opts.drill_every.is_some() {
-        return Err(Error::NotImplemented { what: "`watch --drill-every` (the outage drill)", issue: 7 });
+        // Refuse an impossible drill before the first run (nothing is stopped).
+        crate::drill::bounds(stack, false).map_err(crate::drill::refused)?;
     }
     if opts.runs == Some(0) {
         return Err(Error::config("bad_argument", "--runs 0 would run nothing", "pass --runs 1 or more, or leave it out to run until stopped"));
@@ -432,19 +473,29 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
             _ = &mut stop => break "signal".to_string(),
         }
         n += 1;
-        let run = tokio::select! {
-            r = run_once(host_name, stack, n, &watch_id) => r,
+        let drill = opts.drill_every.is_some_and(|k| n % k == 0);
+        let drilling = AtomicBool::new(false);
+        let mut fut = std::pin::pin!(run_once(host_name, stack, n, &watch_id, drill, &drilling));
+        let (run, stopping) = tokio::select! {
+            r = &mut fut => (r, false),
             _ = &mut stop => {
-                // Abandon the run: its connection is dropped with it; nothing half-written
-                // (the textfile is replaced by a rename, journal lines are single writes).
-                journal_local(host_name, &json!({"event": "watch-abandoned", "watch_id": watch_id, "run": n, "at": chrono::Utc::now().to_rfc3339(), "host": host_name}));
-                break "signal (the run in progress was abandoned)".to_string();
+                if drilling.load(Ordering::SeqCst) {
+                    // The drill has stopped the exporter: let it restart it and finish.
+                    eprintln!("signal received: finishing the drill (the exporter is being restarted)");
+                    (fut.await, true)
+                } else {
+                    // Abandon the run: its connection is dropped with it; nothing is left
+                    // half-written (the textfile is replaced by a rename, journal lines
+                    // are single appends).
+                    journal_local(host_name, &json!({"event": "watch-abandoned", "watch_id": watch_id, "run": n, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "host": host_name}));
+                    break "signal (the run in progress was abandoned)".to_string();
+                }
             }
         };
         let Run { mut entry, verdict, conn } = run;
-        let last = opts.runs.is_some_and(|r| n >= r);
+        let last = stopping || opts.runs.is_some_and(|r| n >= r);
         let next = if last { None } else { opts.schedule.next(offset, start.elapsed()) };
-        let next_wall = next.map(|(o, _)| (wall_start + chrono::Duration::from_std(o).unwrap_or_default()).to_rfc3339());
+        let next_wall = next.map(|(o, _)| (wall_start + chrono::Duration::from_std(o).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         entry["next_at"] = json!(next_wall);
         if let Some((_, skipped)) = next {
             if skipped > 0 {
@@ -475,7 +526,7 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
                 h["event"] = json!("watch-hook");
                 h["watch_id"] = json!(watch_id);
                 h["run"] = json!(n);
-                h["at"] = json!(chrono::Utc::now().to_rfc3339());
+                h["at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
                 h["host"] = json!(host_name);
                 journal_local(host_name, &h);
                 if let Some(c) = &conn {
@@ -488,6 +539,7 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
             c.ssh.close().await;
         }
         match next {
+            _ if stopping => break "signal (after the drill finished)".to_string(),
             _ if last => break format!("{n} runs done"),
             None => break "the protocol ended".to_string(),
             Some((o, _)) => offset = o,
@@ -502,7 +554,7 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
             Err(e) => eprintln!("could not remove the textfile (--clear-on-exit): {e}"),
         }
     }
-    journal_local(host_name, &json!({"event": "watch-stopped", "watch_id": watch_id, "runs": n, "reason": reason, "at": chrono::Utc::now().to_rfc3339(), "host": host_name}));
+    journal_local(host_name, &json!({"event": "watch-stopped", "watch_id": watch_id, "runs": n, "reason": reason, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "host": host_name}));
     eprintln!("watch stopped after {n} run(s): {reason}");
     Ok(0)
 }
@@ -637,9 +689,10 @@ mod tests {
 
     #[test]
     fn summary_lines() {
-        let e = json!({"run": 2, "at": "T", "host": "h", "ok": false, "checks": {"total": 24, "failed": 1}, "failed": [{"name": "prometheus: targets up"}],
+        let e = json!({"run": 2, "at": "2026-01-01T00:00:00.123Z", "host": "h", "ok": false, "checks": {"total": 24, "failed": 1}, "failed": [{"name": "prometheus: targets up"}],
             "gate": {"level": "red", "findings": [{"name": "services down now", "level": "yellow"}, {"name": "x", "level": "green"}]}, "published": true, "durations": {"total_ms": 2500}});
         let s = summary_line(&e, Some("N"));
+        assert!(s.starts_with("2026-01-01T00:00:00Z h run 2: "), "{s}");
         assert!(s.contains("verify ✗ 1 of 24 failed (first: prometheus: targets up)"), "{s}");
         assert!(s.contains("gate RED (services down now)"), "{s}");
         assert!(s.ends_with("next N"), "{s}");
