@@ -414,10 +414,7 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     step.finish(format!("connected to {}", host.name));
     let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
     // Release the lock on every path: success, error, and Ctrl-C / SIGTERM.
-    let result = tokio::select! {
-        r = deploy_and_check(&mut conn, stack, &local, &secrets, opts, &mut durations) => r,
-        _ = crate::signals::interrupted() => Err(Error::Interrupted),
-    };
+    let result = crate::signals::until_interrupted(deploy_and_check(&mut conn, stack, &local, &secrets, opts, &mut durations)).await;
     if let Err(e) = layout::unlock(&conn.ssh, Some(&lock.token)).await {
         tracing::warn!("releasing the lock failed: {e}");
     }
@@ -681,16 +678,14 @@ pub async fn rollback_command(host: &Host, to: Option<&str>, format: Format) -> 
     }
     let lock = lock(&conn.ssh, "rollback", None).await?;
     let mut durations = BTreeMap::new();
-    let r = tokio::select! {
-        r = async {
-            let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-            fetch_release(&conn.ssh, &target, dir.path()).await?;
-            let stack = Stack::load(dir.path())?;
-            let secrets = read_secrets(&stack, host)?;
-            rollback_to(&mut conn, &target, &secrets, quiet, &mut durations).await
-        } => r,
-        _ = crate::signals::interrupted() => Err(Error::Interrupted),
-    };
+    let r = crate::signals::until_interrupted(async {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        fetch_release(&conn.ssh, &target, dir.path()).await?;
+        let stack = Stack::load(dir.path())?;
+        let secrets = read_secrets(&stack, host)?;
+        rollback_to(&mut conn, &target, &secrets, quiet, &mut durations).await
+    })
+    .await;
     let _ = layout::unlock(&conn.ssh, Some(&lock.token)).await;
     conn.ssh.close().await;
     let o = r?;
