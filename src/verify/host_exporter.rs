@@ -42,6 +42,44 @@ pub(crate) async fn checks(ctx: &Ctx<'_>, full: bool) -> Vec<Check> {
         ];
     }
     let t0 = std::time::Instant::now();
+    let declared = &ctx.input.stack.manifest.metrics.host_exporter;
+    // The exporter publishes its results after its first run, which may still be going
+    // on (its HTTP smoke tests retry while a service starts): poll until the declared
+    // series are there, then judge the last answer.
+    let missing_in = |body: &str| -> Vec<String> {
+        let ex = exposition::validate(body).ok();
+        declared
+            .iter()
+            .filter(|n| match &ex {
+                Some(ex) => !ex.samples.contains_key(n.as_str()),
+                None => !body.lines().any(|l| l.split(['{', ' ']).next() == Some(n.as_str())),
+            })
+            .cloned()
+            .collect()
+    };
+    if !missing_in(&body).is_empty() || exposition::validate(&body).is_err() {
+        let last = std::sync::Mutex::new(None::<(String, String)>);
+        let _ = poll(ctx.bounds.targets, || async {
+            match ctx.http.get(&u, None).await {
+                Ok(a) if a.ok() => {
+                    let done = missing_in(&a.body).is_empty() && exposition::validate(&a.body).is_ok();
+                    *last.lock().expect("not poisoned") = Some((a.body, a.content_type));
+                    if done {
+                        Attempt::Done(())
+                    } else {
+                        Attempt::Retry(String::new())
+                    }
+                }
+                Ok(a) => Attempt::Retry(format!("HTTP {}", a.status)),
+                Err(e) => Attempt::Retry(e),
+            }
+        })
+        .await;
+        if let Some((b, ct)) = last.into_inner().expect("not poisoned") {
+            body = b;
+            content_type = ct;
+        }
+    }
     let parsed = exposition::validate(&body);
     let valid = Check {
         name: "host exporter: exposition valid".into(),
@@ -55,13 +93,7 @@ pub(crate) async fn checks(ctx: &Ctx<'_>, full: bool) -> Vec<Check> {
         hint: if parsed.is_ok() { String::new() } else { "fix the exporter's output (`promtool check metrics` shows the same problems)".into() },
         duration_ms: t0.elapsed().as_millis() as u64,
     };
-    let declared = &ctx.input.stack.manifest.metrics.host_exporter;
-    let present = |n: &str| match &parsed {
-        Ok(ex) => ex.samples.contains_key(n),
-        // still look for the names in invalid text, to say as much as possible
-        Err(_) => body.lines().any(|l| l.split(['{', ' ']).next() == Some(n)),
-    };
-    let missing: Vec<&str> = declared.iter().map(String::as_str).filter(|n| !present(n)).collect();
+    let missing = missing_in(&body);
     let metrics = Check {
         name: "host exporter: declared metrics".into(),
         status: if missing.is_empty() { Status::Pass } else { Status::Fail },

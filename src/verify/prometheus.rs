@@ -319,7 +319,8 @@ async fn metrics_live(ctx: &Ctx<'_>) -> Vec<Check> {
         match api(ctx, path).await {
             Ok(d) => {
                 let live: BTreeSet<String> = d.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
-                let all_there = uses.panels.iter().chain(&uses.rules).all(|(_, n)| n.iter().all(|m| live.contains(m)));
+                let textfile = &ctx.input.stack.manifest.metrics.textfile;
+                let all_there = uses.panels.iter().chain(&uses.rules).all(|(_, n)| n.iter().all(|m| live.contains(m) || textfile.contains(m)));
                 if all_there {
                     Attempt::Done(live)
                 } else {
@@ -340,10 +341,12 @@ async fn metrics_live(ctx: &Ctx<'_>) -> Vec<Check> {
             return vec![mk("metrics live: panels"), mk("metrics live: rules")];
         }
     };
+    // Names stackproof publishes itself (textfile collector) appear once it has run.
+    let textfile = &ctx.input.stack.manifest.metrics.textfile;
     let missing = |list: &[(String, BTreeSet<String>)]| -> Vec<String> {
         list.iter()
             .filter_map(|(what, names)| {
-                let m: Vec<&str> = names.iter().filter(|n| !live.contains(*n)).map(String::as_str).collect();
+                let m: Vec<&str> = names.iter().filter(|n| !live.contains(*n) && !textfile.contains(n)).map(String::as_str).collect();
                 (!m.is_empty()).then(|| format!("{what}: {}", m.join(", ")))
             })
             .collect()
