@@ -1,0 +1,288 @@
+//! End-to-end tests of the outage drill against the sandbox (`scripts/sandbox up`), with
+//! the real binary, from the repository root (so `.stackproof/hosts.yml` is found).
+//!
+//! Tests that change the stack deploy a COPY of `stack/` from a temp dir and redeploy
+//! the default stack when they end (also when they fail), so the sandbox is left as
+//! found. The sandbox is this machine: the host exporter listens on 127.0.0.1:9101.
+//!
+//! Run by `scripts/test` (`cargo test -- --ignored --test-threads=1`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const EXPORTER: &str = "127.0.0.1:9101";
+const PID_FILE: &str = "/srv/stackproof-sandbox/run/host-exporter.pid";
+
+/// The binary under test, copied once: the shared target dir is rebuilt by other
+/// developers while these tests run.
+fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("sp-e2e-drill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("stackproof");
+        std::fs::copy(env!("CARGO_BIN_EXE_stackproof"), &p).unwrap();
+        p
+    })
+}
+
+fn sp(args: &[&str]) -> Output {
+    assert!(Path::new(REPO).join(".stackproof/hosts.yml").exists(), "no sandbox host entry: run `scripts/sandbox up` (or scripts/test)");
+    Command::new(bin()).args(args).current_dir(REPO).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(o)))
+}
+
+fn deploy(stack: &Path, extra: &[&str]) {
+    let s = stack.to_str().unwrap();
+    let mut args = vec!["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--format", "json"];
+    args.extend_from_slice(extra);
+    let o = sp(&args);
+    assert_eq!(o.status.code(), Some(0), "deploy of {s} failed:\n{}", text(&o));
+}
+
+/// Redeploys the default stack when dropped: the sandbox is left as found.
+struct RestoreDefault;
+impl Drop for RestoreDefault {
+    fn drop(&mut self) {
+        let o = sp(&["deploy", "--host", "sandbox", "--no-drill", "--format", "json"]);
+        if o.status.code() != Some(0) {
+            eprintln!("restoring the default stack failed:\n{}", text(&o));
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A copy of the default stack with edits `(file, from, to)`; each must change the file.
+fn stack_copy(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new(REPO).join("stack"), tmp.path());
+    for (file, from, to) in edits {
+        let p = tmp.path().join(file);
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains(from), "{file} has no {from:?}");
+        std::fs::write(&p, s.replace(from, to)).unwrap();
+    }
+    tmp
+}
+
+/// Does the host exporter answer on its port with exposition text?
+fn exporter_answers() -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&EXPORTER.parse().unwrap(), Duration::from_secs(1)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.starts_with("HTTP/1.0 200") && body.contains("# TYPE ")
+}
+
+/// Poll until the exporter answers (it must be running again after every drill).
+fn assert_exporter_running(within: Duration) {
+    let deadline = Instant::now() + within;
+    while !exporter_answers() {
+        assert!(Instant::now() < deadline, "the host exporter does not answer on {EXPORTER}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn stages(d: &serde_json::Value) -> Vec<(String, Option<f64>, f64)> {
+    d["stages"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().to_string(), s["after_s"].as_f64(), s["bound_s"].as_f64().unwrap())).collect()
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn default_stack_drill_passes_within_every_bound() {
+    deploy(&Path::new(REPO).join("stack"), &[]);
+    let html = tempfile::tempdir().unwrap();
+    let report = html.path().join("r.html");
+    let o = sp(&["verify", "--host", "sandbox", "--drill", "--format", "json", "--report", report.to_str().unwrap()]);
+    let j = json(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let d = &j["drill"];
+    assert_eq!(d["alert"], "StackproofDrill");
+    assert_eq!(d["ok"], true, "{d:#}");
+    assert_eq!(d["delivered"], true);
+    let st = stages(d);
+    assert!(st.len() >= 10, "{st:?}");
+    for (name, after, bound) in &st {
+        let a = after.unwrap_or_else(|| panic!("stage {name} not seen: {d:#}"));
+        assert!(a <= *bound, "stage {name}: {a} s > bound {bound} s");
+    }
+    let fired = d["fired_after_s"].as_f64().unwrap();
+    let delivered = d["delivered_after_s"].as_f64().unwrap();
+    assert!(fired <= d["fire_bound_s"].as_f64().unwrap());
+    assert!(delivered >= fired, "delivered {delivered} before firing {fired}");
+    assert!(d["resolved_after_s"].as_f64().unwrap() <= d["resolve_bound_s"].as_f64().unwrap());
+    assert!(j["checks"].as_array().unwrap().iter().any(|c| c["name"] == "outage drill" && c["status"] == "pass"));
+    let h = std::fs::read_to_string(&report).unwrap();
+    assert!(h.contains("After the exporter stopped") && h.contains("StackproofDrill delivered to stackproof"), "HTML timeline");
+    assert_exporter_running(Duration::from_secs(2));
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn drill_webhook_where_nothing_listens_fires_but_is_not_delivered() {
+    let _restore = RestoreDefault;
+    let dead = free_port();
+    let copy = stack_copy(&[("alertmanager/alertmanager.yml", "url: http://127.0.0.1:9799/", &format!("url: http://127.0.0.1:{dead}/"))]);
+    // Lint rightly refuses a drill receiver off the drill port: deploy it anyway.
+    deploy(copy.path(), &["--skip-lint"]);
+    let o = sp(&["verify", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--drill", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let d = &json(&o)["drill"];
+    assert_eq!(d["ok"], false);
+    assert_eq!(d["delivered"], false, "{d:#}");
+    assert!(d["fired_after_s"].as_f64().is_some(), "the alert fired: {d:#}");
+    assert_eq!(d["exporter_restarted"], true);
+    let miss = stages(d).into_iter().find(|s| s.0.contains("delivered")).unwrap();
+    assert_eq!(miss.1, None, "{miss:?}");
+    assert_exporter_running(Duration::from_secs(2));
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn a_for_too_long_is_refused_before_the_exporter_stops() {
+    assert_exporter_running(Duration::from_secs(10));
+    let pid_before = std::fs::read_to_string(PID_FILE).ok();
+    let copy = stack_copy(&[("prometheus/rules/drill.yml", "for: 4s", "for: 30m")]);
+    let t = Instant::now();
+    let o = sp(&["verify", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--drill", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let e = &json(&o)["error"];
+    assert_eq!(e["kind"], "drill_refused");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("StackproofDrill") && msg.contains("for: 30m") && msg.contains("drill.timeout (2m)"), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(5), "refused up front, not after waiting");
+    // --drill-real on the default stack: HostExporterDown's `for: 1m` plus the critical
+    // route's group_interval do not fit in 2m either.
+    let o = sp(&["verify", "--host", "sandbox", "--drill-real", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(json(&o)["error"]["message"].as_str().unwrap().contains("HostExporterDown"));
+    assert_eq!(std::fs::read_to_string(PID_FILE).ok(), pid_before, "the exporter was restarted");
+    assert_exporter_running(Duration::from_secs(1));
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn sigint_during_the_drill_leaves_the_exporter_running() {
+    deploy(&Path::new(REPO).join("stack"), &[]);
+    let mut child = Command::new(bin())
+        .args(["verify", "--host", "sandbox", "--drill"])
+        .current_dir(REPO)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("the drill ended before stopping the exporter:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("exporter stopped") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no `exporter stopped` line:\n{seen}");
+    }
+    assert!(!exporter_answers(), "the drill said it stopped the exporter, but it answers");
+    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "interrupted is exit 2:\n{seen}{rest}");
+    assert!(rest.contains("exporter restarted") && rest.contains("interrupted"), "{rest}");
+    // The binary has exited: the exporter must be running without any help.
+    assert_exporter_running(Duration::from_secs(2));
+}
+
+/// A webhook receiver standing in for a real pager: records what it receives.
+struct Pager {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn pager() -> Pager {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let g = got.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+        let g = g.clone();
+        async move {
+            g.lock().unwrap().push(v);
+            "ok"
+        }
+    }));
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Pager { port, got, _rt: rt }
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn drill_real_proves_the_real_alert_reached_its_receiver() {
+    let _restore = RestoreDefault;
+    let p = pager();
+    let url = format!("http://127.0.0.1:{}", p.port);
+    // Real receivers at our pager (instead of the placeholders, where nothing listens:
+    // against those --drill-real fails by design), a shorter `for` for HostExporterDown
+    // and a quick critical route, so the test takes well under a minute.
+    let copy = stack_copy(&[
+        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798", &url),
+        ("alertmanager/alertmanager.yml", "receiver: critical\n      group_wait: 10s\n      group_interval: 1m", "receiver: critical\n      group_wait: 1s\n      group_interval: 2s"),
+        ("prometheus/rules/health.yml", "expr: up{job=\"host-exporter\"} == 0\n        for: 1m", "expr: up{job=\"host-exporter\"} == 0\n        for: 6s"),
+    ]);
+    deploy(copy.path(), &[]);
+    let o = sp(&["verify", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--drill-real", "--format", "json"]);
+    let j = json(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let d = &j["drill"];
+    assert_eq!(d["real"], true);
+    let st = stages(d);
+    let handed = st.iter().find(|s| s.0.starts_with("HostExporterDown handed to critical")).unwrap_or_else(|| panic!("{st:?}"));
+    assert!(handed.1.is_some_and(|a| a <= handed.2), "{handed:?}");
+    let got = p.got.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|n| n["receiver"] == "critical" && n["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["alertname"] == "HostExporterDown" && a["status"] == "firing")),
+        "the pager did not receive HostExporterDown: {got:?}"
+    );
+    assert!(!got.iter().any(|n| n["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["alertname"] == "StackproofDrill")), "the drill alert paged a real receiver");
+    assert_exporter_running(Duration::from_secs(2));
+}
