@@ -459,7 +459,11 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
     let _ = futures_util::FutureExt::now_or_never(stop.as_mut());
 
     let watch_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
-    eprintln!("watching {host_name} ({}); journal {}; stop with Ctrl-C or SIGTERM", opts.schedule.describe(), journal_path(host_name).display());
+    eprintln!(
+        "watching {host_name}: {}; journal {}; stop with Ctrl-C or SIGTERM (watch id {watch_id})",
+        opts.schedule.describe(),
+        journal_path(host_name).display()
+    );
     let start = tokio::time::Instant::now();
     let wall_start = chrono::Utc::now();
     let mut offset = Duration::ZERO;
