@@ -46,7 +46,7 @@ fn json(o: &Output) -> serde_json::Value {
 
 fn deploy(stack: &Path, extra: &[&str]) {
     let s = stack.to_str().unwrap();
-    let mut args = vec!["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--format", "json"];
+    let mut args = vec!["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--lock-wait", "3m", "--format", "json"];
     args.extend_from_slice(extra);
     let o = sp(&args);
     assert_eq!(o.status.code(), Some(0), "deploy of {s} failed:\n{}", text(&o));
@@ -56,7 +56,7 @@ fn deploy(stack: &Path, extra: &[&str]) {
 struct RestoreDefault;
 impl Drop for RestoreDefault {
     fn drop(&mut self) {
-        let o = sp(&["deploy", "--host", "sandbox", "--no-drill", "--format", "json"]);
+        let o = sp(&["deploy", "--host", "sandbox", "--no-drill", "--lock-wait", "3m", "--format", "json"]);
         if o.status.code() != Some(0) {
             eprintln!("restoring the default stack failed:\n{}", text(&o));
         }

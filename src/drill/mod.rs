@@ -377,6 +377,10 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     if (&mut intr).now_or_never().is_some() {
         return Err(Error::Interrupted);
     }
+    // A caller's own interrupt handler (`signals::until_interrupted`, e.g. deploy's)
+    // must not cancel the drill mid-way: it waits for this section to restart the
+    // exporter and return `Interrupted` itself.
+    let _guard = crate::signals::guard();
     let d = &stack.manifest.drill;
     let ep = crate::live::endpoints(conn, stack).await?;
     let hook = Webhook::start().await.map_err(|e| Error::io("127.0.0.1:0 (drill webhook)", e))?;
@@ -627,10 +631,25 @@ pub async fn verify_command(stack: &Stack, host: &Host, format: Format, html: Op
     // Refuse an impossible drill before connecting (nothing is stopped).
     let b = bounds(stack, real).map_err(refused)?;
     let conn = Conn::open(host).await?;
-    let mut report = crate::live::checks(&conn, stack, host, quiet).await?;
-    let drill = run_with(&conn, stack, &b, &DrillOptions { real, quiet }).await;
-    let drill = match drill {
-        Ok(d) => d,
+    // The drill changes the host (it stops the exporter): hold the deploy lock so that
+    // a deploy does not restart the exporter mid-drill, nor the drill stop a fresh one.
+    let lock = crate::deploy::lock(&conn.ssh, "verify --drill", Some(b.timeout)).await?;
+    let result = async {
+        // Ctrl-C during the checks: stop here (the lock is released below). The drill
+        // handles signals itself, so that it always restarts the exporter.
+        let report = tokio::select! {
+            r = crate::live::checks(&conn, stack, host, quiet) => r?,
+            _ = crate::signals::interrupted() => return Err(Error::Interrupted),
+        };
+        let drill = run_with(&conn, stack, &b, &DrillOptions { real, quiet }).await?;
+        Ok::<_, Error>((report, drill))
+    }
+    .await;
+    if let Err(e) = layout::unlock(&conn.ssh, Some(&lock.token)).await {
+        tracing::warn!("releasing the lock failed: {e}");
+    }
+    let (mut report, drill) = match result {
+        Ok(v) => v,
         Err(e) => {
             conn.ssh.close().await;
             return Err(e);
