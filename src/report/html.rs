@@ -101,9 +101,9 @@ pub fn render_html(r: &Report) -> String {
         h.push_str("<p class=\"empty\">No dashboard was reached in this run.</p>\n");
     }
     for d in &r.dashboards {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<section class=\"dash\"><h3>{} <small>{} · uid {}</small></h3><div class=\"grid\">\n",
+            "<section class=\"dash\"><h3>{} <small>{} · uid {}</small></h3><div class=\"grid\">",
             text(&d.title),
             text(&d.folder),
             text(&d.uid)
@@ -242,7 +242,7 @@ fn drill(d: &serde_json::Value) -> String {
         }
         s.push_str("</svg>\n");
     }
-    let _ = write!(s, "<pre>{}</pre>\n", text(&serde_json::to_string_pretty(d).unwrap_or_default()));
+    let _ = writeln!(s, "<pre>{}</pre>", text(&serde_json::to_string_pretty(d).unwrap_or_default()));
     s
 }
 
