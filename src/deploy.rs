@@ -243,9 +243,14 @@ async fn reload(conn: &Conn, stack: &Stack, service: &str, deadline: Instant) ->
     .map_err(|e| Error::remote("reload_failed", format!("{service}'s reload did not take: {e}"), "the old configuration keeps running; check the service's log"))
 }
 
-/// Carry out the container part of a plan.
-async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSpec], secrets: &BTreeMap<String, Secret>, progress: &Progress, deadline: Instant) -> Result<()> {
-    let observed = conn.engine.observed(&stack.manifest.name).await?;
+/// Error kinds raised before anything on the host was changed (ports, images, the
+/// remote dir, writing the new release): the deploy could not run (exit 2), and there is
+/// nothing to roll back.
+pub const PREFLIGHT_KINDS: [&str; 4] = ["port_in_use", "image_pull", "remote_dir", "sync_failed"];
+
+/// Checks and pulls that change nothing the stack runs on, done before the release is
+/// swapped: a port taken by something else, a missing image that cannot be pulled.
+async fn preflight(conn: &Conn, plan: &Plan, specs: &[ContainerSpec], quiet: bool) -> Result<()> {
     let needs_new: Vec<&ContainerSpec> = specs
         .iter()
         .filter(|s| plan.containers.iter().any(|c| c.service() == s.service && matches!(c, ContainerAction::Create { .. } | ContainerAction::Recreate { .. })))
@@ -264,9 +269,9 @@ async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[Cont
             }
         }
     }
-    // Images first, so a missing image fails before anything is stopped.
+    // Images before anything is swapped or stopped, so a missing image changes nothing.
     for s in &needs_new {
-        let p = Progress::step(format!("image {}", s.image), progress.is_quiet());
+        let p = Progress::step(format!("image {}", s.image), quiet);
         match conn.engine.ensure_image(&s.image, &p).await {
             Ok(true) => p.finish(format!("pulled {}", s.image)),
             Ok(false) => p.finish(format!("image {} present", s.image)),
@@ -276,6 +281,12 @@ async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[Cont
             }
         }
     }
+    Ok(())
+}
+
+/// Carry out the container part of a plan (after `preflight`).
+async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSpec], secrets: &BTreeMap<String, Secret>, progress: &Progress, deadline: Instant) -> Result<()> {
+    let observed = conn.engine.observed(&stack.manifest.name).await?;
     for action in &plan.containers {
         match action {
             ContainerAction::Create { service } | ContainerAction::Recreate { service, .. } => {
@@ -387,6 +398,22 @@ pub async fn lock(ssh: &Ssh, command: &str, wait: Option<Duration>) -> Result<Lo
     }
 }
 
+/// Release our lock (by token). When the connection died mid-command (a cut network,
+/// a killed ssh), open a new one for it: otherwise the next deploy would find a stale
+/// lock and need `stackproof unlock`.
+pub async fn release_lock(ssh: &Ssh, lock: &LockInfo) {
+    let Err(e) = layout::unlock(ssh, Some(&lock.token)).await else { return };
+    match Ssh::connect(ssh.host()).await {
+        Ok(fresh) => {
+            if let Err(e2) = layout::unlock(&fresh, Some(&lock.token)).await {
+                tracing::warn!("releasing the lock failed: {e}; again over a new connection: {e2}");
+            }
+            fresh.close().await;
+        }
+        Err(e2) => tracing::warn!("releasing the lock failed: {e}; reconnecting failed: {e2}; run `stackproof unlock --host {}`", ssh.host().name),
+    }
+}
+
 /// What a run of the pipeline puts in place: a new release from local files, or a
 /// release that already exists on the host (rollback).
 pub enum Target<'a> {
@@ -412,12 +439,14 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     let step = Progress::step(format!("connecting to {}", host.display_target()), quiet);
     let mut conn = Conn::open(host).await.inspect_err(|e| step.fail(e.to_string()))?;
     step.finish(format!("connected to {}", host.name));
+    if let Err(e) = ensure_writable(&conn) {
+        conn.ssh.close().await;
+        return Err(e);
+    }
     let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
     // Release the lock on every path: success, error, and Ctrl-C / SIGTERM.
     let result = crate::signals::until_interrupted(deploy_and_check(&mut conn, stack, &local, &secrets, opts, &mut durations)).await;
-    if let Err(e) = layout::unlock(&conn.ssh, Some(&lock.token)).await {
-        tracing::warn!("releasing the lock failed: {e}");
-    }
+    release_lock(&conn.ssh, &lock).await;
     durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
     let mut report = match result {
         Ok(r) => r,
@@ -461,7 +490,7 @@ async fn deploy_and_check(
     // answer) is a failed verification too: the host goes back to what last worked.
     let (plan, mut report, apply_error) = match applied {
         Ok(o) => (Some(o.plan), Some(o.report), None),
-        Err(e @ Error::Remote { .. }) => (None, None, Some(e)),
+        Err(e @ Error::Remote { kind, .. }) if !PREFLIGHT_KINDS.contains(&kind) => (None, None, Some(e)),
         Err(e) => return Err(e),
     };
     // The outage drill, when the alert path changed, when no drill has passed on this
@@ -574,6 +603,16 @@ async fn prune(conn: &mut Conn) -> Result<()> {
     layout::prune(&conn.ssh, &victims).await
 }
 
+/// The remote dir must be writable (or creatable) by the SSH user: checked before the
+/// lock, which lives in it.
+fn ensure_writable(conn: &Conn) -> Result<()> {
+    if conn.state.writable {
+        return Ok(());
+    }
+    let h = conn.ssh.host();
+    Err(Error::config("remote_dir", format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name), format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir)))
+}
+
 /// One pass of the pipeline (under the lock): plan, release, containers, exporter,
 /// verification.
 pub async fn apply(
@@ -585,10 +624,7 @@ pub async fn apply(
     durations: &mut BTreeMap<String, u64>,
 ) -> Result<Outcome> {
     conn.refresh().await?;
-    if !conn.state.writable {
-        let h = conn.ssh.host();
-        return Err(Error::config("remote_dir", format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name), format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir)));
-    }
+    ensure_writable(conn)?;
     let local = match target {
         Target::New(l) | Target::Existing(_, l) => l,
     };
@@ -602,6 +638,9 @@ pub async fn apply(
     }
     durations.insert("plan_ms".into(), t.elapsed().as_millis() as u64);
     let deadline = Instant::now() + stack.manifest.verify.timeout;
+
+    // 0. Ports and images: nothing on the host changes when they fail.
+    preflight(conn, &plan, &specs, quiet).await?;
 
     // 1. Files: a new complete release (or an existing one), then `current` swapped by rename.
     let t = Instant::now();
@@ -686,7 +725,7 @@ pub async fn rollback_command(host: &Host, to: Option<&str>, format: Format) -> 
         rollback_to(&mut conn, &target, &secrets, quiet, &mut durations).await
     })
     .await;
-    let _ = layout::unlock(&conn.ssh, Some(&lock.token)).await;
+    release_lock(&conn.ssh, &lock).await;
     conn.ssh.close().await;
     let o = r?;
     match format {

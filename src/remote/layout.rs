@@ -267,7 +267,9 @@ pub struct LockInfo {
 
 const LOCK_SCRIPT: &str = r#"d="$1"; info="$2"
 mkdir -p "$d" 2>/dev/null
-if ( set -C; printf '%s\n' "$info" > "$d/lock" ) 2>/dev/null; then echo ACQUIRED; else echo HELD; cat "$d/lock" 2>/dev/null; fi
+if ( set -C; printf '%s\n' "$info" > "$d/lock" ) 2>/dev/null; then echo ACQUIRED
+elif [ -e "$d/lock" ]; then echo HELD; cat "$d/lock" 2>/dev/null
+else echo "cannot create $d/lock" >&2; fi
 "#;
 
 const UNLOCK_SCRIPT: &str = r#"d="$1"; token="$2"
