@@ -342,7 +342,8 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
                 continue;
             }
             let e = d.substitute(expr, &b);
-            match promql::parse(&e) {
+            let parsed = read_query(&e);
+            match &*parsed {
                 Err(err) => sink.at_path(
                     Severity::Error,
                     "grafana.panel_promql",
@@ -352,17 +353,48 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
                     "fix the PromQL; Grafana shows this panel as an error",
                 ),
                 Ok(q) => {
-                    for why in promql::impossible_selectors(&q.ast) {
+                    for why in &q.impossible {
                         sink.at_path(Severity::Warning, "promql.impossible_selector", src, &path, format!("{what}: {why}"), "this part of the query is always empty; fix the matcher");
                     }
                     if let Some(known) = stack.and_then(|s| s.known) {
-                        metrics::check_query(known, &q.ast, src, &path, &what, true, sink);
+                        metrics::check_names(known, &q.names, src, &path, &what, true, sink);
                     }
                 }
             }
         }
     }
     Some(d)
+}
+
+/// What lint needs from one panel query.
+struct QueryFacts {
+    names: BTreeSet<String>,
+    impossible: Vec<String>,
+}
+
+thread_local! {
+    /// Panel queries repeat across dashboards (the same panel copied, the same variable
+    /// defaults), and promql-parser compiles a regex for every `=~`/`!~` matcher; reading
+    /// each distinct query once keeps 1,000 dashboards well under the time budget.
+    static QUERIES: std::cell::RefCell<HashMap<String, std::rc::Rc<Result<QueryFacts, String>>>> = Default::default();
+}
+
+fn read_query(e: &str) -> std::rc::Rc<Result<QueryFacts, String>> {
+    if let Some(hit) = QUERIES.with(|c| c.borrow().get(e).cloned()) {
+        return hit;
+    }
+    let facts = std::rc::Rc::new(promql::parse(e).map(|q| QueryFacts {
+        names: promql::metric_names(&q.ast),
+        impossible: promql::impossible_selectors(&q.ast),
+    }));
+    QUERIES.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 200_000 {
+            c.clear(); // bound the memory on pathological inputs
+        }
+        c.insert(e.to_string(), facts.clone());
+    });
+    facts
 }
 
 fn ds_list(ds: &[Datasource]) -> String {

@@ -144,7 +144,12 @@ impl Known {
 
 /// Check one query's metric names; `panel` decides the severity of unknown names.
 pub fn check_query(known: &Known, ast: &promql_parser::parser::Expr, src: &Source, path: &[crate::stack::dashboard::PathSeg], what: &str, panel: bool, sink: &mut Sink) {
-    for name in promql::metric_names(ast) {
+    check_names(known, &promql::metric_names(ast), src, path, what, panel, sink)
+}
+
+/// Check metric names already read from a query.
+pub fn check_names(known: &Known, names: &std::collections::BTreeSet<String>, src: &Source, path: &[crate::stack::dashboard::PathSeg], what: &str, panel: bool, sink: &mut Sink) {
+    for name in names.iter().cloned() {
         match known.verdict(&name) {
             Verdict::Known => {}
             Verdict::HostDependent(c) => sink.at_path(

@@ -229,56 +229,37 @@ pub enum Kind {
 }
 
 /// Recognise a file by its content (the extension only separates JSON from YAML).
+/// Only the text is scanned (top-level keys), so each file is parsed once, by its checker.
 pub fn recognise(src: &Source) -> Kind {
     let name = src.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     if name.ends_with(".json") || src.is_json() {
-        return match serde_json::from_str::<serde_json::Value>(&src.text) {
-            Ok(v) if v.get("panels").is_some()
-                || v.get("rows").is_some()
-                || v.get("dashboard").is_some()
-                || v.get("schemaVersion").is_some()
-                || v.get("templating").is_some() =>
-            {
-                Kind::Dashboard
-            }
-            Ok(_) => Kind::Unknown,
-            // Broken JSON in a .json file: lint it as a dashboard to report the parse error.
-            Err(_) if name.ends_with(".json") => Kind::Dashboard,
-            Err(_) => Kind::Unknown,
+        let t = &src.text;
+        let dashboardish = ["\"panels\"", "\"rows\"", "\"dashboard\"", "\"schemaVersion\"", "\"templating\""];
+        return if dashboardish.iter().any(|k| t.contains(k)) || (name.ends_with(".json") && serde_json::from_str::<serde::de::IgnoredAny>(t).is_err()) {
+            // Broken JSON in a .json file is linted as a dashboard to report the parse error.
+            Kind::Dashboard
+        } else {
+            Kind::Unknown
         };
     }
-    let v: serde_yaml::Value = match serde_yaml::from_str(&src.text) {
-        Ok(v) => v,
-        Err(_) => {
-            // Guess from the text so the parse error is reported by the right checker.
-            let t = &src.text;
-            return if t.contains("groups:") {
-                Kind::Rules
-            } else if t.contains("scrape_configs:") {
-                Kind::PrometheusConfig
-            } else if t.contains("receivers:") || t.contains("route:") {
-                Kind::AlertmanagerConfig
-            } else if t.contains("datasources:") {
-                Kind::GrafanaDatasources
-            } else if t.contains("providers:") {
-                Kind::GrafanaProviders
-            } else if t.contains("services:") && t.contains("host_exporter:") {
-                Kind::Manifest
-            } else {
-                Kind::Unknown
-            };
-        }
-    };
-    let has = |k: &str| v.get(k).is_some();
-    if v.is_null() {
+    let trimmed = src.text.trim();
+    if trimmed.is_empty() || trimmed == "null" || trimmed == "~" {
         // `null` is what a mixin renders for "no rules": an empty rule file.
         return if name.contains("rule") { Kind::Rules } else { Kind::Unknown };
     }
+    // Top-level keys: `key:` at column 0 (also `"key":`), skipping comments and documents.
+    let keys: Vec<&str> = src
+        .text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t', '#', '-']) && !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().trim_matches(['"', '\''])))
+        .collect();
+    let has = |k: &str| keys.contains(&k);
     if has("services") && has("host_exporter") {
         Kind::Manifest
     } else if has("groups") {
         Kind::Rules
-    } else if has("scrape_configs") || has("rule_files") || has("alerting") || has("remote_write") {
+    } else if has("scrape_configs") || has("rule_files") || has("alerting") || has("remote_write") || has("scrape_config_files") {
         Kind::PrometheusConfig
     } else if has("route") || has("receivers") || has("inhibit_rules") {
         Kind::AlertmanagerConfig
@@ -286,7 +267,7 @@ pub fn recognise(src: &Source) -> Kind {
         Kind::GrafanaDatasources
     } else if has("providers") {
         Kind::GrafanaProviders
-    } else if has("global") && v.get("global").and_then(|g| g.get("scrape_interval").or(g.get("evaluation_interval"))).is_some() {
+    } else if has("global") && (src.text.contains("scrape_interval") || src.text.contains("evaluation_interval")) {
         Kind::PrometheusConfig
     } else {
         Kind::Unknown
