@@ -149,8 +149,8 @@ pub fn check_query(known: &Known, ast: &promql_parser::parser::Expr, src: &Sourc
 
 /// Check metric names already read from a query.
 pub fn check_names(known: &Known, names: &std::collections::BTreeSet<String>, src: &Source, path: &[crate::stack::dashboard::PathSeg], what: &str, panel: bool, sink: &mut Sink) {
-    for name in names.iter().cloned() {
-        match known.verdict(&name) {
+    for name in names {
+        match known.verdict(name) {
             Verdict::Known => {}
             Verdict::HostDependent(c) => sink.at_path(
                 if panel { Severity::Warning } else { Severity::Info },
@@ -171,9 +171,9 @@ pub fn check_names(known: &Known, names: &std::collections::BTreeSet<String>, sr
                     path,
                     format!("{what} uses `{name}`, which nothing the stack scrapes exposes: {tail}"),
                     if missing {
-                        format!("no catalogue for {}: {}", known.missing_catalogs.join(", "), known.hint(&name))
+                        format!("no catalogue for {}: {}", known.missing_catalogs.join(", "), known.hint(name))
                     } else {
-                        known.hint(&name)
+                        known.hint(name)
                     },
                 );
             }

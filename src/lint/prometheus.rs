@@ -25,10 +25,7 @@ fn dur(sink: &mut Sink, src: &Source, code: &'static str, path: &str, t: &Option
 }
 
 pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<Config> {
-    let cfg: Config = match parse_yaml::<Option<Config>>(src, sink, "Prometheus config")? {
-        Some(c) => c,
-        None => Config::default(),
-    };
+    let cfg: Config = parse_yaml::<Option<Config>>(src, sink, "Prometheus config")?.unwrap_or_default();
     let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::CURRENT);
     let pk = |sink: &mut Sink, path: &str, extra, known, what: &str| {
         check_keys(sink, src, Product::Prometheus, ver, path, extra, known, what)

@@ -259,6 +259,7 @@ impl Product {
 
 /// Report keys in `extra` that `known` does not list (unknown) or that the pinned
 /// version does not read yet (`version.unsupported`). `path` is the mapping's path.
+#[allow(clippy::too_many_arguments)]
 pub fn check_keys(sink: &mut Sink, src: &Source, product: Product, version: Version, path: &str, extra: &Extra, known: Keys, what: &str) {
     for k in extra.keys() {
         let at = if path.is_empty() { k.clone() } else { format!("{path}/{k}") };

@@ -119,10 +119,8 @@ fn var_name_of(s: &str) -> Option<&str> {
         r.split(':').next().unwrap_or(r)
     } else if let Some(r) = s.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
         r.split(':').next().unwrap_or(r)
-    } else if let Some(r) = s.strip_prefix('$') {
-        r
     } else {
-        return None;
+        s.strip_prefix('$')?
     };
     (!inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(inner)
 }
