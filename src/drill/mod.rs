@@ -666,7 +666,7 @@ pub async fn verify_command(stack: &Stack, host: &Host, format: Format, html: Op
     }
     conn.ssh.close().await;
     if format == Format::Text {
-        print!("{}\n", render_text(&drill));
+        println!("{}", render_text(&drill));
     }
     crate::live::emit(&report, format, html)?;
     Ok(if report.ok { 0 } else { 1 })

@@ -251,9 +251,9 @@ fn drill_stages(d: &serde_json::Value) -> String {
     let stages: Vec<&serde_json::Value> = d["stages"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
     let ok = d["ok"].as_bool().unwrap_or(false);
     let mut s = String::new();
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<p><b>{}</b> {} — fired after {} (bound {}), delivered: {}, resolved notification after {} (bound {}).</p>\n",
+        "<p><b>{}</b> {} — fired after {} (bound {}), delivered: {}, resolved notification after {} (bound {}).</p>",
         if ok { "✓ passed" } else { "✗ FAILED" },
         text(d["alert"].as_str().unwrap_or("")),
         f(&d["fired_after_s"]).map(|v| format!("{v:.1} s")).unwrap_or_else(|| "—".into()),
@@ -305,14 +305,14 @@ fn drill_stages(d: &serde_json::Value) -> String {
         }
         // Axis: 0 and the phase's longest bound.
         let ya = 8.0 + ROW * rows.len() as f64 + 4.0;
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<line x1=\"{X0}\" x2=\"{:.1}\" y1=\"{ya:.1}\" y2=\"{ya:.1}\" stroke=\"#8a8f99\"/><text x=\"{X0}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a8f99\">0 s</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a8f99\" text-anchor=\"end\">{max:.1} s</text></svg>\n",
+            "<line x1=\"{X0}\" x2=\"{:.1}\" y1=\"{ya:.1}\" y2=\"{ya:.1}\" stroke=\"#8a8f99\"/><text x=\"{X0}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a8f99\">0 s</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#8a8f99\" text-anchor=\"end\">{max:.1} s</text></svg>",
             X0 + W, ya + 12.0, X0 + W, ya + 12.0
         );
     }
     s.push_str("<p class=\"legend\">grey band: the stage's bound computed from the configuration; dot: when it was seen.</p>\n");
-    let _ = write!(s, "<details><summary>drill JSON</summary><pre>{}</pre></details>\n", text(&serde_json::to_string_pretty(d).unwrap_or_default()));
+    let _ = writeln!(s, "<details><summary>drill JSON</summary><pre>{}</pre></details>", text(&serde_json::to_string_pretty(d).unwrap_or_default()));
     s
 }
 
