@@ -549,6 +549,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
             g.failed = Some("interrupted".into());
         }
     }
+    conn.ssh.close_reverse_tunnel(d.port, hook.port).await;
     drop(hook);
 
     let mut stages: Vec<Stage> = out.iter().map(|g| g.stage(t0)).collect();

@@ -204,6 +204,18 @@ impl Ssh {
             })
     }
 
+    /// Close a reverse tunnel opened by `reverse_tunnel`, so another one (a later drill
+    /// on the same connection) can listen on the same port.
+    pub async fn close_reverse_tunnel(&self, remote_port: u16, local_port: u16) {
+        if let Err(e) = self
+            .session
+            .close_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", remote_port), Socket::new("127.0.0.1", local_port))
+            .await
+        {
+            tracing::debug!("closing the reverse tunnel on port {remote_port}: {e}");
+        }
+    }
+
     /// Is the connection still alive?
     pub async fn check(&self) -> bool {
         self.session.check().await.is_ok()
