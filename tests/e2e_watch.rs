@@ -275,11 +275,23 @@ fn exporter_outage_turns_the_gate_red_runs_on_red_once_and_recovers() {
     };
     let id = first["watch_id"].as_str().unwrap().to_string();
 
-    // Stop the host exporter (a supervisor process group).
+    // Stop the host exporter (a supervisor process group) the way stackproof's own stop
+    // does: TERM to the group, KILL after 5 s. (Measured on the sandbox: after TERM alone
+    // the exporter kept serving /metrics; reported, not ours to fix here.)
     let pid = exporter_pid();
+    let t_kill = Instant::now();
     let st = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status().unwrap();
     assert!(st.success(), "kill -TERM -{pid}");
-    let t_kill = Instant::now();
+    // `kill -0 -- -PID` succeeds while any process of the group is alive.
+    let gone = |pid: i32| !Command::new("kill").args(["-0", "--", &format!("-{pid}")]).stderr(Stdio::null()).status().unwrap().success();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gone(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !gone(pid) {
+        eprintln!("exporter group {pid} still there 5 s after TERM: KILL");
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+    }
 
     // Red within a few scrapes, and red again at the next run: the hook runs once per
     // red episode. (Should another test restart the exporter meanwhile, the episode ends
