@@ -263,9 +263,12 @@ fn var_regex() -> &'static regex::Regex {
     })
 }
 
-/// Escape regex metacharacters the way Grafana's `regex` format does.
+/// Escape regex metacharacters the way Grafana's Prometheus datasource does for a
+/// multi-value variable: the value lands inside a PromQL string literal, so each
+/// backslash of the regex escape is itself escaped (`a.b` → `a\\.b`, which PromQL
+/// reads as the regex `a\.b`). A single backslash would be an invalid string escape.
 fn regex_escape(s: &str) -> String {
-    regex::escape(s)
+    regex::escape(s).replace('\\', "\\\\")
 }
 
 impl Dashboard {
@@ -581,6 +584,19 @@ mod tests {
         assert_eq!(d.substitute("[[job]]", &Builtins::default()), ".*");
         assert!(d.unresolved(&e).is_empty());
         assert_eq!(d.unresolved("x{a=\"$nope\"} + label_replace(y, \"a\", \"$1\", \"b\", \"(.*)\")"), ["nope"]);
+    }
+
+    #[test]
+    fn multi_value_variables_escape_for_a_promql_string() {
+        let d = Dashboard::parse(
+            r#"{"title": "m", "templating": {"list": [{"name": "inst", "type": "custom", "multi": true,
+                "current": {"value": ["127.0.0.1:9100", "b"]}}]},
+                "panels": [{"title": "p", "targets": [{"refId": "A", "expr": "up{instance=~\"$inst\"}"}]}]}"#,
+        )
+        .unwrap();
+        let e = d.substitute(r#"up{instance=~"$inst"}"#, &Builtins::default());
+        assert_eq!(e, r#"up{instance=~"(127\\.0\\.0\\.1:9100|b)"}"#);
+        assert!(crate::stack::promql::parse(&e).is_ok(), "{e} must parse as PromQL");
     }
 
     #[test]
