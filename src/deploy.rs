@@ -284,6 +284,38 @@ async fn preflight(conn: &Conn, plan: &Plan, specs: &[ContainerSpec], quiet: boo
     Ok(())
 }
 
+/// Grafana polls its dashboard files itself (`updateIntervalSeconds`), so a changed
+/// dashboard would show only after that interval, and a verification right after the
+/// deploy would compare against the old one. When files under Grafana's `watched` paths
+/// changed and Grafana kept running, ask it to re-read them now
+/// (`POST /api/admin/provisioning/dashboards/reload`). Best effort: on failure the
+/// provider still picks the files up on its own, and verification polls.
+async fn reload_dashboards(conn: &Conn, stack: &Stack, plan: &Plan, secrets: &BTreeMap<String, Secret>, quiet: bool) {
+    let Some(svc) = stack.manifest.services.get("grafana") else { return };
+    let kept = plan.containers.iter().any(|c| matches!(c, ContainerAction::Keep { service } if service == "grafana"));
+    let touched = plan.files_added.iter().chain(&plan.files_changed).chain(&plan.files_removed).any(|f| svc.watched.iter().any(|w| f.starts_with(w.as_str())));
+    let (Some(port), Some(password)) = (service_port(stack, "grafana"), secrets.get("grafana_admin_password")) else { return };
+    if !kept || !touched {
+        return;
+    }
+    let r = async {
+        let local = conn.ssh.tunnel(port).await.map_err(|e| e.to_string())?;
+        let resp = http()
+            .post(format!("http://127.0.0.1:{local}/api/admin/provisioning/dashboards/reload"))
+            .basic_auth(crate::live::grafana_admin(stack), Some(password.expose()))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+    }
+    .await;
+    match r {
+        Ok(()) if !quiet => eprintln!("  grafana: dashboards reloaded"),
+        Ok(()) => {}
+        Err(e) => tracing::warn!("asking Grafana to reload its dashboards failed ({e}); its provider picks them up within updateIntervalSeconds"),
+    }
+}
+
 /// Carry out the container part of a plan (after `preflight`).
 async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSpec], secrets: &BTreeMap<String, Secret>, progress: &Progress, deadline: Instant) -> Result<()> {
     let observed = conn.engine.observed(&stack.manifest.name).await?;
@@ -673,6 +705,7 @@ pub async fn apply(
     let step = Progress::step("reconciling containers", quiet);
     apply_containers(conn, stack, &plan, &specs, secrets, &step, deadline).await.inspect_err(|e| step.fail(e.to_string()))?;
     step.finish("containers reconciled");
+    reload_dashboards(conn, stack, &plan, secrets, quiet).await;
     durations.insert("containers_ms".into(), t.elapsed().as_millis() as u64);
 
     // 3. Host exporter.
