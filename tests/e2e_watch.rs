@@ -307,10 +307,21 @@ fn exporter_outage_turns_the_gate_red_runs_on_red_once_and_recovers() {
                 eprintln!("gate red {:.1} s after the exporter stopped", t_kill.elapsed().as_secs_f64());
                 let f = &r["gate"]["findings"][0];
                 assert_eq!((f["name"].as_str(), f["value"].as_f64()), (Some("host exporter down"), Some(1.0)), "{r}");
+                assert_eq!(r["published"], true, "the red level was published: {r}");
+                // While no later run has replaced it, the textfile says red (2).
+                let file = std::fs::read_to_string(format!("{REMOTE_DIR}/textfile/stackproof.prom")).unwrap();
+                assert!(file.contains("stackproof_gate_level 2\n"), "{file}");
             }
             consecutive += 1;
         } else {
             consecutive = 0;
+            // Another test on the shared sandbox may redeploy (and so restart the exporter)
+            // mid-episode; then the one red run we saw is the episode.
+            let restarted = std::fs::read_to_string(format!("{REMOTE_DIR}/run/host-exporter.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok()).is_some_and(|p| p != pid);
+            if episodes > 0 && restarted {
+                eprintln!("the exporter was restarted by someone else after {episodes} red episode(s); checking the hooks so far");
+                break;
+            }
         }
     }
     let hook_lines = std::fs::read_to_string(&fired).unwrap_or_default();
@@ -324,9 +335,6 @@ fn exporter_outage_turns_the_gate_red_runs_on_red_once_and_recovers() {
     assert_eq!(hooks.len(), episodes, "{hooks:?}");
     assert_eq!((hooks[0]["hook"].as_str(), hooks[0]["exit"].as_i64()), (Some("on-red"), Some(0)), "{:?}", hooks[0]);
 
-    // The textfile says red (2).
-    let file = std::fs::read_to_string(format!("{REMOTE_DIR}/textfile/stackproof.prom")).unwrap();
-    assert!(file.contains("stackproof_gate_level 2\n"), "{file}");
 
     // Redeploy: the exporter starts again and the gate returns to green.
     deploy(Some(&stack));
