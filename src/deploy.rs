@@ -715,6 +715,18 @@ pub async fn apply(
     if plan.exporter != ExporterAction::Keep {
         let step = Progress::step("host exporter", quiet);
         exp.stop().await?;
+        // Our exporter is stopped: whatever still listens on its port is not ours (an
+        // exporter whose pid file was lost, another program). Starting now would crash-
+        // loop behind a port that answers, and the checks would read the wrong process.
+        let port = stack.manifest.host_exporter.port;
+        if listening_ports(&conn.ssh).await?.contains(&port) {
+            step.fail(format!("port {port} is taken"));
+            return Err(Error::remote(
+                "port_in_use",
+                format!("port {port} on {} is in use by a process that is not stackproof's host exporter", conn.ssh.host().name),
+                format!("find it with `ss -ltnp 'sport = :{port}'` on the host and stop it (by PID), or change `host_exporter.port`"),
+            ));
+        }
         exp.start().await?;
         if let Err(why) = wait_exporter(conn, stack, deadline).await {
             let log = exp.log_tail().await;

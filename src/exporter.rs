@@ -71,14 +71,19 @@ echo "STARTED $!"
 "#;
 
 /// Stop by PID: only if the pid file names our supervisor (checked in /proc, so a
-/// recycled PID is never signalled), TERM its process group, KILL after 5 s.
+/// recycled PID is never signalled), TERM its process group (supervisor and exporter),
+/// wait until the whole group is gone, KILL it after 5 s.
 const STOP_SCRIPT: &str = r#"d="$1"
 pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'stackproof-host-exporter-supervisor'; then
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
   i=0
-  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    kill -KILL -- "-$pid" 2>/dev/null
+    i=0
+    while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+  fi
 fi
 rm -f "$d/run/host-exporter.pid"
 echo STOPPED

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -349,11 +350,15 @@ def main(argv=None):
             f.write("%d\n" % os.getpid())
         os.replace(tmp, args.pid_file)
 
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Signals: the Python-level handler runs in the main thread between bytecodes, and
+    # may run while that thread holds a lock inside Event.wait(); calling stop.set()
+    # there can deadlock. So the handler does nothing, and the C-level handler's write to
+    # a wakeup pipe wakes the main thread, which then stops everything normally.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
 
     # A short poll interval so that shutdown() returns quickly after SIGTERM.
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
@@ -362,8 +367,8 @@ def main(argv=None):
     runner.start()
     log("listening on %s, %d tests every %gs" % (args.listen, len(tests), interval))
 
-    while not stop.wait(1.0):
-        pass
+    select.select([wake_r], [], [])
+    stop.set()
     log("stopping")
     runner.kill_current()
     server.shutdown()
