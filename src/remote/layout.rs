@@ -122,10 +122,14 @@ tmp="$d/releases/.tmp-$id"
 mkdir "$tmp"
 tar -x -o -f - -C "$tmp"
 if [ -n "$prev" ] && [ -s "$tmp/.stackproof-keep" ]; then
-  while IFS= read -r f; do
-    mkdir -p "$(dirname "$tmp/$f")"
-    ln "$d/releases/$prev/$f" "$tmp/$f"
-  done < "$tmp/.stackproof-keep"
+  # Hard links in a few processes (GNU cp --parents through xargs): one `ln` per file
+  # costs ~2 ms, seconds for a thousand files. The loop is the fallback without GNU cp.
+  if ! ( cd "$d/releases/$prev" && tr '\n' '\0' < "$tmp/.stackproof-keep" | xargs -0 cp -l --parents -t "$tmp" -- ) 2>/dev/null; then
+    while IFS= read -r f; do
+      mkdir -p "$(dirname "$tmp/$f")"
+      ln -f "$d/releases/$prev/$f" "$tmp/$f"
+    done < "$tmp/.stackproof-keep"
+  fi
 fi
 rm -f "$tmp/.stackproof-keep"
 sync
