@@ -120,7 +120,7 @@ mod tests {
                 refused = true;
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await; // poll interval (50 tries)
         }
         assert!(refused, "the server still listens after drop");
     }

@@ -3,7 +3,7 @@
 //! `lint` checks it; the drill computes `group_wait`/`group_interval` bounds from it.
 
 use crate::stack::prometheus::{parse_duration, Extra, Text};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,13 +11,7 @@ pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+use super::null_as_default;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Config {

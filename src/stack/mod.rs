@@ -12,6 +12,16 @@ pub use manifest::Manifest;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// Deserialize a YAML `null` (a key written with nothing after it, as in `global:`) as
+/// the type's default, the way Prometheus' and Alertmanager's Go YAML readers do.
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A loaded stack directory.
 #[derive(Debug, Clone)]
 pub struct Stack {

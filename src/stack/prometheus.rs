@@ -82,13 +82,7 @@ impl Text {
     }
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+use super::null_as_default;
 
 // ---------------------------------------------------------------------------------------
 // prometheus.yml
