@@ -6,7 +6,7 @@
 
 use super::config_diff;
 use super::http::{join, Answer};
-use super::{poll, timed, Attempt, Check, Ctx, Outcome};
+use super::{timed, Check, Ctx, Outcome};
 use crate::stack::alertmanager::{Config as AmConfig, Route};
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
@@ -29,22 +29,7 @@ pub fn receivers_for(cfg: &AmConfig, labels: &BTreeMap<String, String>) -> Vec<S
 }
 
 pub(crate) async fn ready(ctx: &Ctx<'_>) -> Check {
-    let url = join(&ctx.input.endpoints.alertmanager, "/-/ready");
-    timed("alertmanager: ready", async {
-        let r = poll(ctx.bounds.ready, || async {
-            match ctx.http.get(&url, None).await {
-                Ok(a) if a.ok() => Attempt::Done(()),
-                Ok(a) => Attempt::Retry(format!("/-/ready answered HTTP {}: {}", a.status, a.message())),
-                Err(e) => Attempt::Retry(e),
-            }
-        })
-        .await;
-        match r {
-            Ok(()) => Outcome::pass("ready"),
-            Err(e) => Outcome::fail(e, "check the alertmanager container's log (`stackproof status`)"),
-        }
-    })
-    .await
+    super::ready_check(ctx, "alertmanager", &ctx.input.endpoints.alertmanager).await
 }
 
 pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {

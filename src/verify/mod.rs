@@ -262,6 +262,27 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// `<service>: ready`: `/-/ready` answers 200 (Prometheus and Alertmanager), polled
+/// until the readiness deadline.
+pub(crate) async fn ready_check(ctx: &Ctx<'_>, service: &str, base: &str) -> Check {
+    let url = http::join(base, "/-/ready");
+    timed(&format!("{service}: ready"), async {
+        let r = poll(ctx.bounds.ready, || async {
+            match ctx.http.get(&url, None).await {
+                Ok(a) if a.ok() => Attempt::Done(()),
+                Ok(a) => Attempt::Retry(format!("/-/ready answered HTTP {}: {}", a.status, a.message())),
+                Err(e) => Attempt::Retry(e),
+            }
+        })
+        .await;
+        match r {
+            Ok(()) => Outcome::pass("ready"),
+            Err(e) => Outcome::fail(e, format!("check the {service} container's log (`stackproof status`)")),
+        }
+    })
+    .await
+}
+
 /// Run every check, concurrently where they are independent.
 pub async fn run(input: &VerifyInput, progress: &crate::output::Progress) -> Report {
     let ctx = Ctx::new(input);

@@ -26,22 +26,7 @@ pub(crate) async fn api(ctx: &Ctx<'_>, path: &str) -> Result<Value, String> {
 }
 
 pub(crate) async fn ready(ctx: &Ctx<'_>) -> Check {
-    let u = url(ctx, "/-/ready");
-    timed("prometheus: ready", async {
-        let r = poll(ctx.bounds.ready, || async {
-            match ctx.http.get(&u, None).await {
-                Ok(a) if a.ok() => Attempt::Done(()),
-                Ok(a) => Attempt::Retry(format!("/-/ready answered HTTP {}: {}", a.status, a.message())),
-                Err(e) => Attempt::Retry(e),
-            }
-        })
-        .await;
-        match r {
-            Ok(()) => Outcome::pass("ready"),
-            Err(e) => Outcome::fail(e, "check the prometheus container's log (`stackproof status`)"),
-        }
-    })
-    .await
+    super::ready_check(ctx, "prometheus", &ctx.input.endpoints.prometheus).await
 }
 
 pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {
