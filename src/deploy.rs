@@ -783,46 +783,6 @@ pub async fn rollback_command(host: &Host, to: Option<&str>, format: Format) -> 
     Ok(if o.report.ok { 0 } else { 1 })
 }
 
-/// Reachability checks at the end of a deploy: every container running, Prometheus,
-/// Alertmanager and Grafana ready, the host exporter answering. Each polled.
-pub async fn fast_checks(conn: &Conn, stack: &Stack, deadline: Instant) -> Vec<serde_json::Value> {
-    let mut out = vec![];
-    let observed = conn.engine.observed(&stack.manifest.name).await.unwrap_or_default();
-    for name in stack.manifest.services.keys() {
-        let t = Instant::now();
-        let running = observed.iter().any(|o| &o.service == name && o.state == "running");
-        out.push(check(&format!("container {name} running"), running, if running { "running".into() } else { "not running".to_string() }, t));
-        let svc = &stack.manifest.services[name];
-        if let (Some(path), Some(port)) = (svc.health.as_ref(), service_port(stack, name)) {
-            let t = Instant::now();
-            let r = match conn.ssh.tunnel(port).await {
-                Ok(local) => {
-                    let url = format!("http://127.0.0.1:{local}{path}");
-                    let client = http();
-                    poll_until(deadline, || async {
-                        match client.get(&url).send().await {
-                            Ok(r) if r.status().is_success() => Ok(()),
-                            Ok(r) => Err(format!("{path} answered {}", r.status())),
-                            Err(e) => Err(format!("{path}: {e}")),
-                        }
-                    })
-                    .await
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            out.push(check(&format!("{name} ready"), r.is_ok(), r.err().unwrap_or_else(|| format!("{path} answers 200")), t));
-        }
-    }
-    let t = Instant::now();
-    let r = wait_exporter(conn, stack, deadline).await;
-    out.push(check("host exporter answering", r.is_ok(), r.err().unwrap_or_else(|| "valid exposition text".into()), t));
-    out
-}
-
-fn check(name: &str, ok: bool, detail: String, t: Instant) -> serde_json::Value {
-    serde_json::json!({"name": name, "status": if ok { "pass" } else { "fail" }, "detail": detail, "duration_ms": t.elapsed().as_millis() as u64})
-}
-
 /// `stackproof plan`.
 pub async fn plan_command(stack: &Stack, host: &Host, format: Format) -> Result<i32> {
     let secrets = read_secrets(stack, host)?;
