@@ -725,7 +725,7 @@ fn failing_verification_rolls_back_and_no_rollback_keeps_it() {
     // verify timeout keeps the failing verification quick.
     let copy = stack_copy(&[
         ("grafana/dashboards/stackproof-system.json", "node_memory_MemAvailable_bytes{", "e2e_nobody_exposes_this{"),
-        ("stackproof.yml", "timeout: 60s", "timeout: 10s"),
+        ("stackproof.yml", "timeout: 120s", "timeout: 10s"),
     ]);
     let (o, j) = deploy(Some(copy.path()), &["--no-drill", "--skip-lint"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -74,7 +74,7 @@ fn quick_gate_stack(dir: &Path) -> PathBuf {
     let gate = "\ngate:\n  criteria:\n    - name: host exporter down\n      query: count(up{job=\"host-exporter\"} == 0)\n      better: lower\n      yellow: 0.5\n      red: 0.5\n      when_empty: green\n";
     // While the exporter is down, verify's checks poll until their deadlines; a shorter
     // overall timeout keeps the red runs ~30 s apart.
-    let head = head.replacen("  timeout: 60s\n", "  timeout: 30s\n", 1);
+    let head = head.replacen("  timeout: 120s\n", "  timeout: 30s\n", 1);
     assert!(head.contains("  timeout: 30s\n"), "verify.timeout rewritten");
     std::fs::write(&m, format!("{head}{gate}")).unwrap();
     stack
