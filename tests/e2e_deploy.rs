@@ -111,18 +111,8 @@ impl Drop for RestoreDefault {
 
 // ---- stack copies and host entries -----------------------------------------------------
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
+mod support;
+use support::copy_dir;
 
 /// A copy of the default stack with edits `(file, from, to)`; each must change the file.
 fn stack_copy(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {

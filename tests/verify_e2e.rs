@@ -49,18 +49,8 @@ impl Drop for World {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
+mod support;
+use support::copy_dir;
 
 fn rewrite(dir: &Path, root: &str, ports: Ports) {
     for e in std::fs::read_dir(dir).unwrap() {

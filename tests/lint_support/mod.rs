@@ -2,24 +2,15 @@
 #![allow(dead_code)]
 
 use stackproof::lint::{lint_paths, Finding, Options, Severity};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
+#[path = "../support/mod.rs"]
+mod support;
+use support::copy_dir;
 
 /// A copy of the default stack that a test may break.
 pub struct Copy {

@@ -1,0 +1,17 @@
+//! Helpers shared by the integration tests (`mod support;` in each test crate).
+
+use std::path::Path;
+
+/// Copy a directory tree (a stack) so a test can break or change its copy.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
