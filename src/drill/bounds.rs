@@ -386,22 +386,22 @@ mod tests {
     fn default_stack_bounds_follow_the_formulas() {
         let b = bounds(&default_stack(), false).unwrap();
         let i = &b.inputs;
-        // prometheus.yml: host-exporter job 5s/4s; drill.yml: interval 2s, for 4s;
+        // prometheus.yml: host-exporter job 1s/1s; drill.yml: interval 1s, for 4s;
         // alertmanager.yml: drill route group_wait 1s, group_interval 2s; clustering off.
-        assert_eq!((i.scrape_interval_s, i.scrape_timeout_s), (5.0, 4.0));
-        assert_eq!((i.drill_eval_s, i.drill_for_s), (2.0, 4.0));
+        assert_eq!((i.scrape_interval_s, i.scrape_timeout_s), (1.0, 1.0));
+        assert_eq!((i.drill_eval_s, i.drill_for_s), (1.0, 4.0));
         assert_eq!((i.group_wait_s, i.group_interval_s), (1.0, 2.0));
         assert_eq!(i.receiver, "stackproof-drill");
         assert_eq!(i.cluster_settle_s, 0.0);
         assert_eq!(i.real_eval_s, 5.0); // stackproof-health uses the global 5s
-        assert_eq!(b.target_down, Duration::from_secs(5 + 4 + 1));
-        assert_eq!(b.pending, Duration::from_secs(5 + 4 + 2 + 1));
-        assert_eq!(b.firing, Duration::from_secs(5 + 4 + 2 + 4 + 1));
-        assert_eq!(b.delivered, Duration::from_secs(5 + 4 + 2 + 4 + 2 + 1));
-        assert_eq!(b.real_pending, Duration::from_secs(5 + 4 + 5 + 1));
-        assert_eq!(b.target_up, Duration::from_secs(5 + 1));
-        assert_eq!(b.prom_resolved, Duration::from_secs(5 + 5 + 1));
-        assert_eq!(b.resolved_delivered, Duration::from_secs(5 + 5 + 2 + 1));
+        assert_eq!(b.target_down, Duration::from_secs(1 + 1 + 1));
+        assert_eq!(b.pending, Duration::from_secs(1 + 1 + 1 + 1));
+        assert_eq!(b.firing, Duration::from_secs(1 + 1 + 1 + 4 + 1));
+        assert_eq!(b.delivered, Duration::from_secs(1 + 1 + 1 + 4 + 2 + 1));
+        assert_eq!(b.real_pending, Duration::from_secs(1 + 1 + 5 + 1));
+        assert_eq!(b.target_up, Duration::from_secs(1 + 1));
+        assert_eq!(b.prom_resolved, Duration::from_secs(1 + 5 + 1));
+        assert_eq!(b.resolved_delivered, Duration::from_secs(1 + 5 + 2 + 1));
         assert!(b.total(false) <= Duration::from_secs(120));
         assert_eq!(b.real_integrations, vec![("critical".to_string(), vec!["webhook".to_string()])]);
         assert!(b.render(false).contains("StackproofDrill firing"));
@@ -423,8 +423,8 @@ mod tests {
         assert!(e.contains("HostExporterDown") && e.contains("for: 1m"), "{e}");
         let (_t, s) = edited("stackproof.yml", |t| t.replace("  timeout: 120s\n", "  timeout: 5m\n"));
         let b = bounds(&s, true).unwrap();
-        assert_eq!(b.real_firing, Duration::from_secs(5 + 4 + 5 + 60 + 1));
-        assert_eq!(b.real_notified, Duration::from_secs(5 + 4 + 5 + 60 + 60 + 1));
+        assert_eq!(b.real_firing, Duration::from_secs(1 + 1 + 5 + 60 + 1));
+        assert_eq!(b.real_notified, Duration::from_secs(1 + 1 + 5 + 60 + 60 + 1));
     }
 
     #[test]
@@ -441,8 +441,8 @@ mod tests {
         let b = bounds(&s, false).unwrap();
         assert_eq!(b.inputs.group_wait_s, 2.0);
         assert_eq!(b.inputs.group_interval_s, 7.0);
-        assert_eq!(b.delivered, Duration::from_secs(5 + 4 + 2 + 4 + 7 + 1));
-        assert_eq!(b.resolved_delivered, Duration::from_secs(5 + 5 + 7 + 1));
+        assert_eq!(b.delivered, Duration::from_secs(1 + 1 + 1 + 4 + 7 + 1));
+        assert_eq!(b.resolved_delivered, Duration::from_secs(1 + 5 + 7 + 1));
     }
 
     #[test]
