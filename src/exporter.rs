@@ -76,13 +76,13 @@ echo "STARTED $!"
 const STOP_SCRIPT: &str = r#"d="$1"
 pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'stackproof-host-exporter-supervisor'; then
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+  kill -TERM -"$pid" 2>/dev/null || kill -TERM "$pid"
   i=0
-  while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    kill -KILL -- "-$pid" 2>/dev/null
+  while kill -0 -"$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  if kill -0 -"$pid" 2>/dev/null; then
+    kill -KILL -"$pid" 2>/dev/null
     i=0
-    while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+    while kill -0 -"$pid" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
   fi
 fi
 rm -f "$d/run/host-exporter.pid"
@@ -197,6 +197,37 @@ mod tests {
         assert!(t.contains("Environment=\"K=v w\"\n"));
         assert!(t.contains("Restart=always"));
         assert_eq!(unit_name("stackproof"), "stackproof-stackproof-host-exporter.service");
+    }
+
+    /// Run a script the way `Ssh::script` does on the host: `sh -c SCRIPT sh ARGS…`
+    /// (dash on Debian and Ubuntu, whose `kill` does not take `--`).
+    fn sh(script: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("sh").arg("-c").arg(script).arg("sh").args(args).output().unwrap()
+    }
+
+    fn group_alive(pgid: &str) -> bool {
+        sh(r#"kill -0 -"$1" 2>/dev/null"#, &[pgid]).status.success()
+    }
+
+    #[test]
+    fn start_and_stop_scripts_stop_the_whole_process_group() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("releases/r1")).unwrap();
+        std::os::unix::fs::symlink("releases/r1", d.path().join("current")).unwrap();
+        let dir = d.path().to_str().unwrap();
+        let out = sh(START_SCRIPT, &[dir, SUPERVISOR, "sleep", "60"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("STARTED"), "{out:?}");
+        let pid = std::fs::read_to_string(d.path().join("run/host-exporter.pid")).unwrap().trim().to_string();
+        let started = std::time::Instant::now();
+        while !sh(r#"pgrep -g "$1" -x sleep >/dev/null"#, &[&pid]).status.success() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "the supervised child never started");
+            std::thread::yield_now();
+        }
+        assert!(group_alive(&pid));
+        let out = sh(STOP_SCRIPT, &[dir]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"), "{out:?}");
+        assert!(!group_alive(&pid), "supervisor or exporter of group {pid} still running after the stop script");
+        assert!(!d.path().join("run/host-exporter.pid").exists());
     }
 
     #[test]

@@ -750,6 +750,35 @@ fn failing_verification_rolls_back_and_no_rollback_keeps_it() {
 
 #[test]
 #[ignore = "e2e: run scripts/test"]
+fn host_exporter_that_fails_to_start_is_rolled_back() {
+    let _restore = RestoreDefault;
+    deploy_ok(None, &["--no-drill"]);
+    let good = current().unwrap();
+    // The exporter exits at once (its tests file does not exist) and its supervisor
+    // restarts it in a loop: /metrics never answers. A short verify timeout bounds the wait.
+    let copy = stack_copy(&[
+        ("stackproof.yml", "--tests=host_exporter/tests.json", "--tests=host_exporter/e2e-missing.json"),
+        ("stackproof.yml", "timeout: 120s", "timeout: 10s"),
+    ]);
+    let (o, j) = deploy(Some(copy.path()), &["--no-drill", "--skip-lint"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(j["ok"], false);
+    let failed: Vec<&Value> = j["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").collect();
+    assert!(failed.iter().any(|c| c.to_string().contains("host exporter")), "no failed check names the host exporter: {failed:#?}");
+    assert!(failed.iter().any(|c| c.to_string().contains("e2e-missing.json")), "the exporter's log lines are not shown: {failed:#?}");
+    let rb = &j["rollback"];
+    assert_eq!(rb["to"], good.as_str(), "{j:#}");
+    assert_eq!(rb["ok"], true, "{rb:#}");
+    assert_eq!(current().as_deref(), Some(good.as_str()));
+    // The exporter of the verified release runs again and answers.
+    poll(Duration::from_secs(30), "the host exporter answering after the rollback", || match http_get("http://127.0.0.1:9101/metrics", None) {
+        Ok((200, body)) if body.contains("suite_tests_total") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
 fn rollback_to_an_older_release_and_back() {
     let _restore = RestoreDefault;
     let title = "stackproof / system (older)";
