@@ -7,9 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "stackproof", version, about = "Deploy a monitoring stack to a VPS and prove that it works",
+#[command(
+    name = "stackproof",
+    version,
+    about = "Deploy a monitoring stack to a VPS and prove that it works",
     long_about = "Deploy a monitoring stack to a VPS and prove that it works: a person would see data and get paged.\n\n\
-Exit codes: 0 success; 1 lint errors, failed checks or a red gate; 2 could not run; 3 yellow gate.")]
+Exit codes: 0 success; 1 lint errors, failed checks or a red gate; 2 could not run; 3 yellow gate."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -143,11 +147,7 @@ impl Common {
     /// The host name, or a could-not-run error saying how to name one.
     pub fn require_host(&self) -> Result<&str> {
         self.host.as_deref().ok_or_else(|| {
-            Error::config(
-                "host_missing",
-                "this command needs a host",
-                "pass --host NAME (a key under `hosts:` in .stackproof/hosts.yml), e.g. --host sandbox",
-            )
+            Error::config("host_missing", "this command needs a host", "pass --host NAME (a key under `hosts:` in .stackproof/hosts.yml), e.g. --host sandbox")
         })
     }
 }
@@ -173,7 +173,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     return Ok(code);
                 }
             }
-            let drill = if drill { Some(true) } else if no_drill { Some(false) } else { None };
+            let drill = if drill {
+                Some(true)
+            } else if no_drill {
+                Some(false)
+            } else {
+                None
+            };
             let opts = crate::deploy::DeployOptions { lock_wait, skip_lint, format: common.format, drill, rollback: !no_rollback };
             let (report, code) = crate::deploy::deploy(&stack, &host, &opts).await?;
             match common.format {

@@ -92,10 +92,7 @@ pub fn read_secrets(stack: &Stack, host: &Host) -> Result<BTreeMap<String, Secre
 }
 
 fn secret_values(spec: &ContainerSpec, secrets: &BTreeMap<String, Secret>) -> Vec<(String, Vec<u8>)> {
-    spec.secrets
-        .iter()
-        .filter_map(|(name, _)| secrets.get(name).map(|s| (name.clone(), s.expose().as_bytes().to_vec())))
-        .collect()
+    spec.secrets.iter().filter_map(|(name, _)| secrets.get(name).map(|s| (name.clone(), s.expose().as_bytes().to_vec()))).collect()
 }
 
 /// Compute the plan against the live host.
@@ -134,12 +131,7 @@ const LISTEN_SCRIPT: &str = r#"cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | aw
 
 pub async fn listening_ports(ssh: &Ssh) -> Result<BTreeSet<u16>> {
     let out = ssh.script::<&str>(LISTEN_SCRIPT, &[]).await?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter_map(|l| l.rsplit(':').next())
-        .filter_map(|p| u16::from_str_radix(p.trim(), 16).ok())
-        .collect())
+    Ok(out.stdout.lines().filter_map(|l| l.rsplit(':').next()).filter_map(|p| u16::from_str_radix(p.trim(), 16).ok()).collect())
 }
 
 /// Poll `f` until it returns `Ok(Some(v))` or the deadline passes (then the last error).
@@ -218,7 +210,8 @@ async fn reload(conn: &Conn, stack: &Stack, service: &str, deadline: Instant) ->
     let local = conn.ssh.tunnel(port).await?;
     let client = http();
     let url = format!("http://127.0.0.1:{local}{path}");
-    let resp = client.post(&url).send().await.map_err(|e| Error::remote("reload_failed", format!("reloading {service}: {e}"), "check that the service runs"))?;
+    let resp =
+        client.post(&url).send().await.map_err(|e| Error::remote("reload_failed", format!("reloading {service}: {e}"), "check that the service runs"))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -237,10 +230,16 @@ async fn reload(conn: &Conn, stack: &Stack, service: &str, deadline: Instant) ->
     poll_until(deadline, || async {
         let text = client.get(&metrics_url).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
         let v = text.lines().find(|l| l.starts_with(metric)).and_then(|l| l.split_whitespace().last()).unwrap_or("");
-        if v == "1" { Ok(()) } else { Err(format!("{metric} = {v}")) }
+        if v == "1" {
+            Ok(())
+        } else {
+            Err(format!("{metric} = {v}"))
+        }
     })
     .await
-    .map_err(|e| Error::remote("reload_failed", format!("{service}'s reload did not take: {e}"), "the old configuration keeps running; check the service's log"))
+    .map_err(|e| {
+        Error::remote("reload_failed", format!("{service}'s reload did not take: {e}"), "the old configuration keeps running; check the service's log")
+    })
 }
 
 /// Error kinds raised before anything on the host was changed (ports, images, the
@@ -306,7 +305,11 @@ async fn reload_dashboards(conn: &Conn, stack: &Stack, plan: &Plan, secrets: &BT
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        if resp.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", resp.status())) }
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", resp.status()))
+        }
     }
     .await;
     match r {
@@ -317,7 +320,15 @@ async fn reload_dashboards(conn: &Conn, stack: &Stack, plan: &Plan, secrets: &BT
 }
 
 /// Carry out the container part of a plan (after `preflight`).
-async fn apply_containers(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSpec], secrets: &BTreeMap<String, Secret>, progress: &Progress, deadline: Instant) -> Result<()> {
+async fn apply_containers(
+    conn: &Conn,
+    stack: &Stack,
+    plan: &Plan,
+    specs: &[ContainerSpec],
+    secrets: &BTreeMap<String, Secret>,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<()> {
     let observed = conn.engine.observed(&stack.manifest.name).await?;
     for action in &plan.containers {
         match action {
@@ -361,7 +372,11 @@ pub async fn wait_exporter(conn: &Conn, stack: &Stack, deadline: Instant) -> std
             return Err(format!("{url} answered {}", r.status()));
         }
         let text = r.text().await.map_err(|e| e.to_string())?;
-        if text.lines().any(|l| l.starts_with("# TYPE ")) { Ok(()) } else { Err("no exposition text".into()) }
+        if text.lines().any(|l| l.starts_with("# TYPE ")) {
+            Ok(())
+        } else {
+            Err("no exposition text".into())
+        }
     })
     .await
 }
@@ -608,7 +623,11 @@ pub async fn rollback_to(conn: &mut Conn, to: &str, secrets: &BTreeMap<String, S
     if o.report.ok {
         layout::mark_verified(&conn.ssh, to).await?;
     }
-    let _ = layout::journal(&conn.ssh, &serde_json::json!({"event": "rollback", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": to, "ok": o.report.ok})).await;
+    let _ = layout::journal(
+        &conn.ssh,
+        &serde_json::json!({"event": "rollback", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": to, "ok": o.report.ok}),
+    )
+    .await;
     Ok(o)
 }
 
@@ -621,11 +640,13 @@ tar -c -f - -C "$1/releases/$2" .
 pub async fn fetch_release(ssh: &Ssh, id: &str, dest: &std::path::Path) -> Result<()> {
     let (code, tar, stderr) = ssh.script_bytes(FETCH_SCRIPT, &[ssh.host().remote_dir.as_str(), id]).await?;
     if code != Some(0) {
-        return Err(Error::remote("release_missing", format!("release {id} is not on {}: {}", ssh.host().name, stderr.trim()), "list the releases with `stackproof status`"));
+        return Err(Error::remote(
+            "release_missing",
+            format!("release {id} is not on {}: {}", ssh.host().name, stderr.trim()),
+            "list the releases with `stackproof status`",
+        ));
     }
-    tar::Archive::new(tar.as_slice())
-        .unpack(dest)
-        .map_err(|e| Error::remote("transfer", format!("unpacking release {id}: {e}"), "run the command again"))
+    tar::Archive::new(tar.as_slice()).unpack(dest).map_err(|e| Error::remote("transfer", format!("unpacking release {id}: {e}"), "run the command again"))
 }
 
 async fn prune(conn: &mut Conn) -> Result<()> {
@@ -642,7 +663,11 @@ fn ensure_writable(conn: &Conn) -> Result<()> {
         return Ok(());
     }
     let h = conn.ssh.host();
-    Err(Error::config("remote_dir", format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name), format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir)))
+    Err(Error::config(
+        "remote_dir",
+        format!("{} is not writable by {} on {}", h.remote_dir, h.user, h.name),
+        format!("create it: `sudo install -d -o {} {}`", h.user, h.remote_dir),
+    ))
 }
 
 /// One pass of the pipeline (under the lock): plan, release, containers, exporter,
@@ -687,12 +712,25 @@ pub async fn apply(
         }
         Target::New(_) if plan.files_differ() || conn.state.current.is_none() => {
             let step = Progress::step(format!("syncing release {}", plan.release), quiet);
-            let info = ReleaseInfo { id: plan.release.clone(), stack: stack.manifest.name.clone(), created_at: chrono::Utc::now().to_rfc3339(), by: who(), files: local.hashes() };
+            let info = ReleaseInfo {
+                id: plan.release.clone(),
+                stack: stack.manifest.name.clone(),
+                created_at: chrono::Utc::now().to_rfc3339(),
+                by: who(),
+                files: local.hashes(),
+            };
             let prev = conn.state.current.clone().filter(|_| conn.state.current_info.is_some());
-            let keep: Vec<String> = if prev.is_some() { local.files.keys().filter(|p| !plan.files_added.contains(p) && !plan.files_changed.contains(p)).cloned().collect() } else { vec![] };
-            let changed: Vec<(String, Vec<u8>, u32)> = local.files.iter().filter(|(p, _)| prev.is_none() || !keep.contains(p)).map(|(p, (_, d, m))| (p.clone(), d.clone(), *m)).collect();
+            let keep: Vec<String> = if prev.is_some() {
+                local.files.keys().filter(|p| !plan.files_added.contains(p) && !plan.files_changed.contains(p)).cloned().collect()
+            } else {
+                vec![]
+            };
+            let changed: Vec<(String, Vec<u8>, u32)> =
+                local.files.iter().filter(|(p, _)| prev.is_none() || !keep.contains(p)).map(|(p, (_, d, m))| (p.clone(), d.clone(), *m)).collect();
             let sent = changed.len();
-            layout::sync(&conn.ssh, &layout::Upload { id: &plan.release, prev: prev.as_deref(), changed, keep, info: &info }).await.inspect_err(|e| step.fail(e.to_string()))?;
+            layout::sync(&conn.ssh, &layout::Upload { id: &plan.release, prev: prev.as_deref(), changed, keep, info: &info })
+                .await
+                .inspect_err(|e| step.fail(e.to_string()))?;
             layout::swap(&conn.ssh, &plan.release).await.inspect_err(|e| step.fail(e.to_string()))?;
             step.finish(format!("release {} is current ({sent} files sent)", plan.release));
         }
@@ -731,7 +769,11 @@ pub async fn apply(
         if let Err(why) = wait_exporter(conn, stack, deadline).await {
             let log = exp.log_tail().await;
             step.fail("host exporter does not answer");
-            return Err(Error::remote("exporter_failed", format!("the host exporter did not answer: {why}\n  last log lines:\n{}", indent(&log)), "check `host_exporter.command` and the exporter's log in <remote_dir>/run/host-exporter.log"));
+            return Err(Error::remote(
+                "exporter_failed",
+                format!("the host exporter did not answer: {why}\n  last log lines:\n{}", indent(&log)),
+                "check `host_exporter.command` and the exporter's log in <remote_dir>/run/host-exporter.log",
+            ));
         }
         step.finish("host exporter answers");
     }
@@ -753,7 +795,11 @@ pub async fn rollback_command(host: &Host, to: Option<&str>, format: Format) -> 
         Some(t) => t,
         None => {
             conn.ssh.close().await;
-            return Err(Error::config("no_verified_release", format!("no release on {} has passed verification", host.name), "name one with --to RELEASE (see `stackproof status`)"));
+            return Err(Error::config(
+                "no_verified_release",
+                format!("no release on {} has passed verification", host.name),
+                "name one with --to RELEASE (see `stackproof status`)",
+            ));
         }
     };
     if !conn.state.releases.contains(&target) {
@@ -777,7 +823,11 @@ pub async fn rollback_command(host: &Host, to: Option<&str>, format: Format) -> 
         Format::Json => println!("{}", serde_json::json!({"ok": o.report.ok, "release": target, "checks": o.report.checks})),
         Format::Text => {
             crate::report::print_text(&o.report);
-            eprintln!("{} rolled back to {target}{}", if o.report.ok { "✓" } else { "✗" }, if o.report.ok { " and verified it" } else { ", but it failed verification" });
+            eprintln!(
+                "{} rolled back to {target}{}",
+                if o.report.ok { "✓" } else { "✗" },
+                if o.report.ok { " and verified it" } else { ", but it failed verification" }
+            );
         }
     }
     Ok(if o.report.ok { 0 } else { 1 })
@@ -805,7 +855,9 @@ pub async fn unlock_command(host: &Host, format: Format) -> Result<i32> {
     let _ = layout::journal(&ssh, &serde_json::json!({"event": "unlock", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "released": st.lock})).await;
     ssh.close().await;
     match format {
-        Format::Json => println!("{}", serde_json::json!({"released": released, "lock": st.lock.and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())})),
+        Format::Json => {
+            println!("{}", serde_json::json!({"released": released, "lock": st.lock.and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())}))
+        }
         Format::Text => println!("{}", if released { format!("lock on {} released", host.name) } else { format!("no lock on {}", host.name) }),
     }
     Ok(0)

@@ -148,7 +148,11 @@ impl Exporter<'_> {
             Mode::Systemd => self.ssh.script(SYSTEMD_STOP, &[unit_name(self.stack)]).await?,
         };
         if !out.stdout.contains("STOPPED") {
-            return Err(Error::remote("exporter_stop", format!("stopping the host exporter failed: {}", out.stderr.trim()), "stop it by hand by its PID or unit"));
+            return Err(Error::remote(
+                "exporter_stop",
+                format!("stopping the host exporter failed: {}", out.stderr.trim()),
+                "stop it by hand by its PID or unit",
+            ));
         }
         Ok(())
     }
@@ -159,11 +163,7 @@ impl Exporter<'_> {
             Mode::Process => r#"tail -n 15 "$1/run/host-exporter.log" 2>/dev/null"#,
             Mode::Systemd => r#"journalctl --user -u "$2" -n 15 --no-pager 2>/dev/null"#,
         };
-        self.ssh
-            .script(script, &[self.host().remote_dir.clone(), unit_name(self.stack)])
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default()
+        self.ssh.script(script, &[self.host().remote_dir.clone(), unit_name(self.stack)]).await.map(|o| o.stdout).unwrap_or_default()
     }
 }
 

@@ -104,7 +104,11 @@ fn fmt(v: f64) -> String {
     }
     let decimals = (3 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
     let s = format!("{v:.decimals$}");
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// The worst level; green for no criteria.
@@ -173,7 +177,12 @@ pub async fn evaluate(client: &reqwest::Client, prometheus: &str, criteria: &[Ga
     let queries = criteria.iter().map(|c| {
         let (client, url) = (client.clone(), url.clone());
         async move {
-            let resp = client.get(&url).query(&[("query", c.query.as_str())]).send().await.map_err(|e| format!("criterion `{}`: Prometheus did not answer: {e}", c.name))?;
+            let resp = client
+                .get(&url)
+                .query(&[("query", c.query.as_str())])
+                .send()
+                .await
+                .map_err(|e| format!("criterion `{}`: Prometheus did not answer: {e}", c.name))?;
             let status = resp.status();
             let body: Value = resp.json().await.map_err(|e| format!("criterion `{}`: Prometheus answered {status} without JSON: {e}", c.name))?;
             if body.get("status").and_then(Value::as_str) != Some("success") {
@@ -225,7 +234,13 @@ pub async fn command(stack: &Stack, host: &Host, format: Format) -> Result<i32> 
     let ssh = Ssh::connect(host).await?;
     let r = evaluate_on(&ssh, stack).await;
     ssh.close().await;
-    let v = r.map_err(|e| Error::remote("gate_unevaluated", format!("the gate could not be evaluated on {}: {e}", host.name), "check that Prometheus runs (`stackproof verify`) and that the criteria's PromQL is valid (`stackproof lint`)"))?;
+    let v = r.map_err(|e| {
+        Error::remote(
+            "gate_unevaluated",
+            format!("the gate could not be evaluated on {}: {e}", host.name),
+            "check that Prometheus runs (`stackproof verify`) and that the criteria's PromQL is valid (`stackproof lint`)",
+        )
+    })?;
     match format {
         Format::Json => println!("{}", serde_json::json!({"host": host.name, "level": v.level, "findings": v.findings, "duration_ms": v.duration_ms})),
         Format::Text => print!("{}", render_text(&v)),

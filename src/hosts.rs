@@ -149,11 +149,7 @@ impl Host {
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
-            return Err(Error::config(
-                "secret_missing",
-                format!("secret `{name}` of host {} is empty", self.name),
-                "set a non-empty value",
-            ));
+            return Err(Error::config("secret_missing", format!("secret `{name}` of host {} is empty", self.name), "set a non-empty value"));
         }
         Ok(Secret(value))
     }
@@ -173,9 +169,7 @@ pub fn hosts_file_path() -> Option<PathBuf> {
     if local.exists() {
         return Some(local);
     }
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    let config_home = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     let p = config_home.join("stackproof/hosts.yml");
     p.exists().then_some(p)
 }
@@ -193,31 +187,18 @@ pub fn load_host(name: &str) -> Result<Host> {
 }
 
 pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::config(
-            "hosts_file_unreadable",
-            format!("cannot read hosts file {}: {e}", path.display()),
-            "check the path and its permissions",
-        )
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config("hosts_file_unreadable", format!("cannot read hosts file {}: {e}", path.display()), "check the path and its permissions"))?;
     let file: HostsFile = serde_yaml::from_str(&text).map_err(|e| {
         let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-        Error::config(
-            "hosts_file_invalid",
-            format!("{}{at}: {e}", path.display()),
-            "fix the entry; the keys are listed in README.md, \"Host entries\"",
-        )
+        Error::config("hosts_file_invalid", format!("{}{at}: {e}", path.display()), "fix the entry; the keys are listed in README.md, \"Host entries\"")
     })?;
     let raw = file.hosts.get(name).cloned().ok_or_else(|| {
         let known: Vec<_> = file.hosts.keys().map(String::as_str).collect();
         Error::config(
             "host_unknown",
             format!("no host named `{name}` in {}", path.display()),
-            if known.is_empty() {
-                "the file defines no hosts; add one under `hosts:`".to_string()
-            } else {
-                format!("known hosts: {}", known.join(", "))
-            },
+            if known.is_empty() { "the file defines no hosts; add one under `hosts:`".to_string() } else { format!("known hosts: {}", known.join(", ")) },
         )
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();

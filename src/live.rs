@@ -16,9 +16,8 @@ use std::time::Instant;
 pub async fn endpoints(conn: &Conn, stack: &Stack) -> Result<Endpoints> {
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let port = |s: &str| {
-        service_port(stack, s).ok_or_else(|| {
-            Error::config("stack_invalid", format!("service `{s}` has no port in the manifest"), "add `ports: [{port: N}]` to it")
-        })
+        service_port(stack, s)
+            .ok_or_else(|| Error::config("stack_invalid", format!("service `{s}` has no port in the manifest"), "add `ports: [{port: N}]` to it"))
     };
     let (p, a, g, h) = tokio::try_join!(
         conn.ssh.tunnel(port("prometheus")?),
@@ -31,20 +30,16 @@ pub async fn endpoints(conn: &Conn, stack: &Stack) -> Result<Endpoints> {
 
 /// The Grafana admin user the stack configures (`GF_SECURITY_ADMIN_USER`, default admin).
 pub fn grafana_admin(stack: &Stack) -> String {
-    stack
-        .manifest
-        .services
-        .get("grafana")
-        .and_then(|g| g.env.get("GF_SECURITY_ADMIN_USER").cloned())
-        .unwrap_or_else(|| "admin".into())
+    stack.manifest.services.get("grafana").and_then(|g| g.env.get("GF_SECURITY_ADMIN_USER").cloned()).unwrap_or_else(|| "admin".into())
 }
 
 /// The input of the checks for this host.
 pub async fn input(conn: &Conn, stack: &Stack, host: &Host) -> Result<VerifyInput> {
     let secrets = read_secrets(stack, host)?;
-    let password = secrets.get("grafana_admin_password").cloned().ok_or_else(|| {
-        Error::config("secret_missing", "the stack declares no `grafana_admin_password` secret", "add it under `secrets:` in the manifest")
-    })?;
+    let password = secrets
+        .get("grafana_admin_password")
+        .cloned()
+        .ok_or_else(|| Error::config("secret_missing", "the stack declares no `grafana_admin_password` secret", "add it under `secrets:` in the manifest"))?;
     Ok(VerifyInput {
         stack: stack.clone(),
         endpoints: endpoints(conn, stack).await?,

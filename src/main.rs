@@ -5,10 +5,7 @@ use stackproof::output::Format;
 fn main() {
     let cli = Cli::parse();
     let format = cli.command.common().format;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("STACKPROOF_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("STACKPROOF_LOG")).with_writer(std::io::stderr).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = match rt.block_on(run(cli)) {
         Ok(code) => code,

@@ -27,11 +27,7 @@ impl Progress {
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg} [{elapsed}]")
-                    .expect("static template")
-                    .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
-            );
+            bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} [{elapsed}]").expect("static template").tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "));
             bar.set_message(msg);
             bar.enable_steady_tick(Duration::from_millis(100));
             Progress { bar: Some(bar), plain: false }
@@ -57,10 +53,7 @@ impl Progress {
         if let Some(b) = &self.bar {
             if b.length() != Some(len) {
                 b.set_length(len);
-                b.set_style(
-                    ProgressStyle::with_template("{spinner:.cyan} {msg} {wide_bar} {bytes}/{total_bytes} [{elapsed}]")
-                        .expect("static template"),
-                );
+                b.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {wide_bar} {bytes}/{total_bytes} [{elapsed}]").expect("static template"));
             }
             b.set_position(pos);
         }

@@ -59,9 +59,7 @@ impl Plan {
 
     /// Nothing to sync, no container to touch, exporter running as wanted.
     pub fn is_noop(&self) -> bool {
-        !self.files_differ()
-            && self.containers.iter().all(|c| matches!(c, ContainerAction::Keep { .. }))
-            && self.exporter == ExporterAction::Keep
+        !self.files_differ() && self.containers.iter().all(|c| matches!(c, ContainerAction::Keep { .. })) && self.exporter == ExporterAction::Keep
     }
 
     pub fn summary(&self) -> serde_json::Value {
@@ -177,7 +175,8 @@ pub fn compute(i: &PlanInput<'_>) -> Plan {
         let files_changed = files_hash(i.local, &svc.files) != files_hash(remote_files, &svc.files);
         if recreate.is_empty() && files_changed {
             if svc.reload.is_some() {
-                containers.push(ContainerAction::Reload { service: spec.service.clone(), reasons: vec![format!("files under {} changed", svc.files.join(", "))] });
+                containers
+                    .push(ContainerAction::Reload { service: spec.service.clone(), reasons: vec![format!("files under {} changed", svc.files.join(", "))] });
             } else {
                 recreate.push(format!("files under {} changed and it has no reload endpoint", svc.files.join(", ")));
             }
@@ -238,16 +237,32 @@ mod tests {
     }
 
     fn files() -> BTreeMap<String, String> {
-        [("prometheus/prometheus.yml", "a"), ("prometheus/rules/r.yml", "b"), ("grafana/dashboards/d.json", "c"), ("grafana/provisioning/datasources/p.yml", "d"), ("host_exporter/exporter.py", "e"), ("alertmanager/alertmanager.yml", "f")]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        [
+            ("prometheus/prometheus.yml", "a"),
+            ("prometheus/rules/r.yml", "b"),
+            ("grafana/dashboards/d.json", "c"),
+            ("grafana/provisioning/datasources/p.yml", "d"),
+            ("host_exporter/exporter.py", "e"),
+            ("alertmanager/alertmanager.yml", "f"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
     }
 
     fn running(specs: &[ContainerSpec]) -> Vec<Observed> {
         specs
             .iter()
-            .map(|s| Observed { id: format!("id-{}", s.service), name: s.name.clone(), service: s.service.clone(), image: s.image.clone(), config_hash: s.hash(), release: "r1".into(), state: "running".into(), status: "Up".into() })
+            .map(|s| Observed {
+                id: format!("id-{}", s.service),
+                name: s.name.clone(),
+                service: s.service.clone(),
+                image: s.image.clone(),
+                config_hash: s.hash(),
+                release: "r1".into(),
+                state: "running".into(),
+                status: "Up".into(),
+            })
             .collect()
     }
 
@@ -327,7 +342,16 @@ mod tests {
         let mut obs = running(&d);
         obs[0].image = "old:1".into();
         obs[0].config_hash = "x".into();
-        obs.push(Observed { id: "z".into(), name: "stackproof-cadvisor".into(), service: "cadvisor".into(), image: "c".into(), config_hash: "h".into(), release: "r0".into(), state: "running".into(), status: "".into() });
+        obs.push(Observed {
+            id: "z".into(),
+            name: "stackproof-cadvisor".into(),
+            service: "cadvisor".into(),
+            image: "c".into(),
+            config_hash: "h".into(),
+            release: "r0".into(),
+            state: "running".into(),
+            status: "".into(),
+        });
         let p = plan_with(&files(), &remote(files(), &m), &obs, &m);
         assert!(matches!(&p.containers[0], ContainerAction::Recreate { reasons, .. } if reasons[0].starts_with("image old:1 →")));
         assert!(p.containers.contains(&ContainerAction::Remove { service: "cadvisor".into(), name: "stackproof-cadvisor".into() }));

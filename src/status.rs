@@ -79,11 +79,24 @@ pub fn render(s: &Value) -> String {
         if r["verified"] == true {
             tags.push("verified");
         }
-        o.push_str(&format!("  {}  {} by {} {}\n", str_of(&r["id"]), str_of(&r["created_at"]), str_of(&r["by"]), if tags.is_empty() { String::new() } else { format!("[{}]", tags.join(", ")) }));
+        o.push_str(&format!(
+            "  {}  {} by {} {}\n",
+            str_of(&r["id"]),
+            str_of(&r["created_at"]),
+            str_of(&r["by"]),
+            if tags.is_empty() { String::new() } else { format!("[{}]", tags.join(", ")) }
+        ));
     }
     o.push_str("containers:\n");
     for c in s["containers"].as_array().into_iter().flatten() {
-        o.push_str(&format!("  {:<14} {:<8} release {}  {}  ({})\n", str_of(&c["service"]), str_of(&c["state"]), str_of(&c["release"]), str_of(&c["status"]), str_of(&c["image"])));
+        o.push_str(&format!(
+            "  {:<14} {:<8} release {}  {}  ({})\n",
+            str_of(&c["service"]),
+            str_of(&c["state"]),
+            str_of(&c["release"]),
+            str_of(&c["status"]),
+            str_of(&c["image"])
+        ));
     }
     let e = &s["exporter"];
     if e["running"] == true {

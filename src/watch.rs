@@ -111,8 +111,7 @@ impl Schedule {
 pub fn load_protocol(path: &Path) -> Result<Schedule> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let hint = "write a YAML list of steps, e.g.\n  - {until: 12h, every: 30m}\n  - {until: 24h, every: 1h}";
-    let steps: Vec<WatchStep> = serde_yaml::from_str(&text)
-        .map_err(|e| Error::config("protocol_invalid", format!("{}: {e}", path.display()), hint))?;
+    let steps: Vec<WatchStep> = serde_yaml::from_str(&text).map_err(|e| Error::config("protocol_invalid", format!("{}: {e}", path.display()), hint))?;
     Schedule::protocol(steps).map_err(|e| Error::config("protocol_invalid", format!("{}: {e}", path.display()), hint))
 }
 
@@ -179,10 +178,7 @@ echo PUBLISHED
 const CLEAR_SCRIPT: &str = r#"rm -f "$1/textfile/stackproof.prom" "$1/textfile/.stackproof.prom.tmp" && echo CLEARED"#;
 
 pub async fn publish(ssh: &Ssh, content: &str) -> std::result::Result<(), String> {
-    let out = ssh
-        .script_with_stdin(PUBLISH_SCRIPT, &[ssh.host().remote_dir.as_str()], content.as_bytes().to_vec())
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = ssh.script_with_stdin(PUBLISH_SCRIPT, &[ssh.host().remote_dir.as_str()], content.as_bytes().to_vec()).await.map_err(|e| e.to_string())?;
     if out.stdout.contains("PUBLISHED") {
         Ok(())
     } else {
@@ -228,11 +224,8 @@ fn journal_local(host: &str, entry: &Value) {
 /// The last `n` watch runs of `host` from the local journal, oldest first (for `status`).
 pub fn last_runs(host: &str, n: usize) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(journal_path(host)) else { return vec![] };
-    let runs: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("event").and_then(Value::as_str) == Some("watch"))
-        .collect();
+    let runs: Vec<Value> =
+        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("event").and_then(Value::as_str) == Some("watch")).collect();
     runs[runs.len().saturating_sub(n)..].to_vec()
 }
 
@@ -436,7 +429,11 @@ fn summary_line(e: &Value, next: Option<&str>) -> String {
 /// the protocol; could-not-run errors (exit 2) only for bad arguments before the first run.
 pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Result<i32> {
     if opts.drill_every == Some(0) {
-        return Err(Error::config("bad_argument", "--drill-every 0 would never drill", "pass --drill-every N (N >= 1) to drill every Nth run, or leave it out"));
+        return Err(Error::config(
+            "bad_argument",
+            "--drill-every 0 would never drill",
+            "pass --drill-every N (N >= 1) to drill every Nth run, or leave it out",
+        ));
     }
     if opts.drill_every.is_some() {
         // Refuse an impossible drill before the first run (nothing is stopped).
@@ -499,7 +496,8 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
         let Run { mut entry, verdict, conn } = run;
         let last = stopping || opts.runs.is_some_and(|r| n >= r);
         let next = if last { None } else { opts.schedule.next(offset, start.elapsed()) };
-        let next_wall = next.map(|(o, _)| (wall_start + chrono::Duration::from_std(o).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let next_wall =
+            next.map(|(o, _)| (wall_start + chrono::Duration::from_std(o).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         entry["next_at"] = json!(next_wall);
         if let Some((_, skipped)) = next {
             if skipped > 0 {
@@ -536,7 +534,13 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
                 if let Some(c) = &conn {
                     let _ = crate::remote::layout::journal(&c.ssh, &h).await;
                 }
-                eprintln!("{which}: `{cmd}` exited {}", h["exit"].as_i64().map(|c| c.to_string()).unwrap_or_else(|| h.get("signal").map(|s| format!("on signal {s}")).unwrap_or_else(|| "without starting".into())));
+                eprintln!(
+                    "{which}: `{cmd}` exited {}",
+                    h["exit"]
+                        .as_i64()
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| h.get("signal").map(|s| format!("on signal {s}")).unwrap_or_else(|| "without starting".into()))
+                );
             }
         }
         if let Some(c) = conn {
@@ -558,7 +562,10 @@ pub async fn command(host_name: &str, stack: &Stack, opts: WatchOptions) -> Resu
             Err(e) => eprintln!("could not remove the textfile (--clear-on-exit): {e}"),
         }
     }
-    journal_local(host_name, &json!({"event": "watch-stopped", "watch_id": watch_id, "runs": n, "reason": reason, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "host": host_name}));
+    journal_local(
+        host_name,
+        &json!({"event": "watch-stopped", "watch_id": watch_id, "runs": n, "reason": reason, "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "host": host_name}),
+    );
     eprintln!("watch stopped after {n} run(s): {reason}");
     Ok(0)
 }
@@ -654,12 +661,10 @@ mod tests {
     fn hooks_run_once_per_episode() {
         use Level::*;
         let mut e = Episodes::default();
-        let seq = [Some(Green), Some(Red), Some(Red), None, Some(Red), Some(Yellow), Some(Yellow), Some(Red), Some(Green), Some(Yellow), Some(Green), Some(Red)];
+        let seq =
+            [Some(Green), Some(Red), Some(Red), None, Some(Red), Some(Yellow), Some(Yellow), Some(Red), Some(Green), Some(Yellow), Some(Green), Some(Red)];
         let fired: Vec<Option<Level>> = seq.iter().map(|l| e.observe(*l)).collect();
-        assert_eq!(
-            fired,
-            vec![None, Some(Red), None, None, None, Some(Yellow), None, Some(Red), None, Some(Yellow), None, Some(Red)]
-        );
+        assert_eq!(fired, vec![None, Some(Red), None, None, None, Some(Yellow), None, Some(Red), None, Some(Yellow), None, Some(Red)]);
     }
 
     #[test]

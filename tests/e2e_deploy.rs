@@ -164,7 +164,10 @@ fn run(program: &str, args: &[&str]) -> Output {
 
 /// Containers of the stack: service → (full id, state).
 fn containers() -> BTreeMap<String, (String, String)> {
-    let o = run("docker", &["ps", "-a", "--no-trunc", "--filter", &format!("label={STACK_LABEL}"), "--format", "{{.Label \"io.stackproof.service\"}} {{.ID}} {{.State}}"]);
+    let o = run(
+        "docker",
+        &["ps", "-a", "--no-trunc", "--filter", &format!("label={STACK_LABEL}"), "--format", "{{.Label \"io.stackproof.service\"}} {{.ID}} {{.State}}"],
+    );
     assert!(o.status.success(), "docker ps: {}", text(&o));
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -211,7 +214,8 @@ fn releases() -> Vec<String> {
 /// `current` names a release whose `.release.json` is there and names it: never a partial one.
 fn assert_current_complete() -> String {
     let cur = current().expect("current link");
-    let info = std::fs::read_to_string(format!("{REMOTE}/releases/{cur}/.release.json")).unwrap_or_else(|e| panic!("current -> {cur} has no .release.json: {e}"));
+    let info =
+        std::fs::read_to_string(format!("{REMOTE}/releases/{cur}/.release.json")).unwrap_or_else(|e| panic!("current -> {cur} has no .release.json: {e}"));
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["id"], cur.as_str());
     for f in info["files"].as_object().unwrap().keys() {
@@ -376,7 +380,9 @@ fn proc_field(pid: u32, file: &str) -> String {
 fn ssh_master(token: &str) -> Option<u32> {
     let needle = format!("SP_E2E_TOKEN={token}");
     std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|&pid| {
-        proc_field(pid, "comm").trim() == "ssh" && proc_field(pid, "cmdline").contains(" -M ") && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+        proc_field(pid, "comm").trim() == "ssh"
+            && proc_field(pid, "cmdline").contains(" -M ")
+            && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
     })
 }
 
@@ -476,7 +482,8 @@ fn fresh_deploy_on_an_empty_host_creates_everything_and_pulls_images() {
         eprintln!("another deploy ran on the emptied sandbox; emptying it again");
     };
     let plan = &j["plan"];
-    let actions: BTreeMap<String, String> = plan["containers"].as_array().unwrap().iter().map(|c| (c["service"].as_str().unwrap().into(), c["action"].as_str().unwrap().into())).collect();
+    let actions: BTreeMap<String, String> =
+        plan["containers"].as_array().unwrap().iter().map(|c| (c["service"].as_str().unwrap().into(), c["action"].as_str().unwrap().into())).collect();
     assert_eq!(actions.len(), 4, "{plan:#}");
     assert!(actions.values().all(|a| a == "create"), "{plan:#}");
     assert_eq!(plan["exporter"]["action"], "start");
@@ -500,7 +507,12 @@ fn unchanged_redeploy_changes_nothing() {
     let plan = sp(&["plan", "--host", "sandbox", "--format", "json"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let p = json(&plan);
-    assert!(p["files_added"].as_array().unwrap().is_empty() && p["files_changed"].as_array().unwrap().is_empty() && p["files_removed"].as_array().unwrap().is_empty(), "{p:#}");
+    assert!(
+        p["files_added"].as_array().unwrap().is_empty()
+            && p["files_changed"].as_array().unwrap().is_empty()
+            && p["files_removed"].as_array().unwrap().is_empty(),
+        "{p:#}"
+    );
     assert!(p["containers"].as_array().unwrap().iter().all(|c| c["action"] == "keep"), "{p:#}");
     assert_eq!(p["exporter"]["action"], "keep");
 
@@ -529,7 +541,11 @@ fn dashboard_change_recreates_nothing_and_shows_in_grafana() {
         let (status, body) = http_get("http://127.0.0.1:3000/api/dashboards/uid/stackproof-system", Some(("admin", &pw)))?;
         let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
         let t = v["dashboard"]["title"].as_str().unwrap_or("").to_string();
-        if t == title { Ok(t) } else { Err(format!("title is {t:?}")) }
+        if t == title {
+            Ok(t)
+        } else {
+            Err(format!("title is {t:?}"))
+        }
     });
     assert_eq!(got, title);
 }
@@ -539,7 +555,8 @@ fn dashboard_change_recreates_nothing_and_shows_in_grafana() {
 fn rule_change_reloads_prometheus_without_recreating_it() {
     let _restore = RestoreDefault;
     let marker = format!("e2e-{}", std::process::id());
-    let copy = stack_copy(&[("prometheus/rules/health.yml", "component: host-exporter\n", &format!("component: host-exporter\n          e2e_marker: {marker}\n"))]);
+    let copy =
+        stack_copy(&[("prometheus/rules/health.yml", "component: host-exporter\n", &format!("component: host-exporter\n          e2e_marker: {marker}\n"))]);
     let (snap, j) = deploy_pair(None, Some(copy.path()));
     let before = snap.ids;
     let actions = j["plan"]["containers"].as_array().unwrap();
@@ -559,7 +576,8 @@ fn two_deploys_at_once_second_fails_fast_or_waits() {
     // A change that recreates Prometheus keeps the first deploy busy for a few seconds.
     let copy = stack_copy(&[("stackproof.yml", "--storage.tsdb.retention.time=15d", "--storage.tsdb.retention.time=14d")]);
     let s = copy.path().to_str().unwrap();
-    let mut first = cmd(&["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--lock-wait", "5m"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first =
+        cmd(&["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--lock-wait", "5m"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let first_pid = first.id();
     let mut err = BufReader::new(first.stderr.take().unwrap());
     let mut seen = String::new();
@@ -574,7 +592,11 @@ fn two_deploys_at_once_second_fails_fast_or_waits() {
     // The first deploy holds the lock now (it is taken before the plan).
     let t = Instant::now();
     let fast = sp(&["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--format", "json"]);
-    let waiting = cmd(&["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--format", "json", "--lock-wait", "5m"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let waiting = cmd(&["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--format", "json", "--lock-wait", "5m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     assert_eq!(fast.status.code(), Some(2), "{}", text(&fast));
     assert!(t.elapsed() < Duration::from_secs(10), "the second deploy did not fail fast: {:?}", t.elapsed());
     let e = &json(&fast)["error"];
@@ -798,7 +820,11 @@ fn rollback_to_an_older_release_and_back() {
     let pw = grafana_password();
     poll(Duration::from_secs(30), "the older dashboard title in Grafana", || {
         let (_, body) = http_get("http://127.0.0.1:3000/api/dashboards/uid/stackproof-system", Some(("admin", &pw)))?;
-        if body.contains(title) { Ok(()) } else { Err("old title not shown".into()) }
+        if body.contains(title) {
+            Ok(())
+        } else {
+            Err("old title not shown".into())
+        }
     });
 
     // A release that is not on the host: could not run.
@@ -852,7 +878,12 @@ fn image_missing_and_not_pullable_is_refused_and_nothing_changes() {
     let hosts = hosts_override(|e| {
         e["images"].as_mapping_mut().unwrap().insert("node_exporter".into(), bogus.into());
     });
-    let (o, before, cur) = undisturbed(|| sp_env(&["deploy", "--host", "sandbox", "--no-drill", "--format", "json", "--lock-wait", "5m"], &[("STACKPROOF_HOSTS", &hosts.path().join("hosts.yml"))]));
+    let (o, before, cur) = undisturbed(|| {
+        sp_env(
+            &["deploy", "--host", "sandbox", "--no-drill", "--format", "json", "--lock-wait", "5m"],
+            &[("STACKPROOF_HOSTS", &hosts.path().join("hosts.yml"))],
+        )
+    });
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let e = &json(&o)["error"];
     assert_eq!(e["kind"], "image_pull", "{e:#}");
@@ -887,7 +918,10 @@ fn lint_error_stops_before_connecting() {
         e.insert("port".into(), serde_yaml::Value::Number(port.into()));
     });
     let t = Instant::now();
-    let o = sp_env(&["deploy", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--format", "json"], &[("STACKPROOF_HOSTS", &hosts.path().join("hosts.yml"))]);
+    let o = sp_env(
+        &["deploy", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--format", "json"],
+        &[("STACKPROOF_HOSTS", &hosts.path().join("hosts.yml"))],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let j = json(&o);
     assert_eq!(j["ok"], false);

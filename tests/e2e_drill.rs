@@ -61,7 +61,11 @@ fn deploy(stack: &Path, extra: &[&str]) {
 
 /// Names of the failed checks in a verify or deploy JSON document.
 fn failed_checks(j: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = j["checks"].as_array().into_iter().flatten().chain(j["verify"]["checks"].as_array().into_iter().flatten())
+    let mut v: Vec<String> = j["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(j["verify"]["checks"].as_array().into_iter().flatten())
         .filter(|c| c["status"] == "fail")
         .map(|c| c["name"].as_str().unwrap_or("").to_string())
         .collect();
@@ -219,13 +223,8 @@ fn a_for_too_long_is_refused_before_the_exporter_stops() {
 #[ignore = "e2e: run scripts/test"]
 fn sigint_during_the_drill_leaves_the_exporter_running() {
     deploy(&Path::new(REPO).join("stack"), &[]);
-    let mut child = Command::new(bin())
-        .args(["verify", "--host", "sandbox", "--drill"])
-        .current_dir(REPO)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(bin()).args(["verify", "--host", "sandbox", "--drill"]).current_dir(REPO).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -290,7 +289,11 @@ fn drill_real_proves_the_real_alert_reached_its_receiver() {
     // and a quick critical route, so the test takes well under a minute.
     let copy = stack_copy(&[
         ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798", &url),
-        ("alertmanager/alertmanager.yml", "receiver: critical\n      group_wait: 10s\n      group_interval: 1m", "receiver: critical\n      group_wait: 1s\n      group_interval: 2s"),
+        (
+            "alertmanager/alertmanager.yml",
+            "receiver: critical\n      group_wait: 10s\n      group_interval: 1m",
+            "receiver: critical\n      group_wait: 1s\n      group_interval: 2s",
+        ),
         ("prometheus/rules/health.yml", "expr: up{job=\"host-exporter\"} == 0\n        for: 1m", "expr: up{job=\"host-exporter\"} == 0\n        for: 6s"),
     ]);
     deploy(copy.path(), &[]);
@@ -305,9 +308,13 @@ fn drill_real_proves_the_real_alert_reached_its_receiver() {
     assert!(handed.1.is_some_and(|a| a <= handed.2), "{handed:?}");
     let got = p.got.lock().unwrap().clone();
     assert!(
-        got.iter().any(|n| n["receiver"] == "critical" && n["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["alertname"] == "HostExporterDown" && a["status"] == "firing")),
+        got.iter().any(|n| n["receiver"] == "critical"
+            && n["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["alertname"] == "HostExporterDown" && a["status"] == "firing")),
         "the pager did not receive HostExporterDown: {got:?}"
     );
-    assert!(!got.iter().any(|n| n["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["alertname"] == "StackproofDrill")), "the drill alert paged a real receiver");
+    assert!(
+        !got.iter().any(|n| n["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["alertname"] == "StackproofDrill")),
+        "the drill alert paged a real receiver"
+    );
     assert_exporter_running(Duration::from_secs(2));
 }

@@ -169,7 +169,12 @@ fn exporter_pid() -> i32 {
 fn watch_every_5s_journals_three_runs_and_publishes_the_metric() {
     deploy(None);
     let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let mut child = bin().args(["watch", "--host", "sandbox", "--every", "5s", "--runs", "3", "--format", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = bin()
+        .args(["watch", "--host", "sandbox", "--every", "5s", "--runs", "3", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let rx = lines(&mut child);
     let _err = err_lines(&mut child);
     let mut child = KillOnDrop(child);
@@ -188,7 +193,10 @@ fn watch_every_5s_journals_three_runs_and_publishes_the_metric() {
         assert!(r["checks"]["total"].as_u64().unwrap() > 10, "{r}");
         assert!(r["gate"]["level"].is_string(), "gate evaluated: {r}");
         assert_eq!(r["published"], true, "{r}");
-        assert!(!r.to_string().contains(&std::fs::read_to_string(format!("{REPO}/.stackproof/sandbox/grafana_admin_password")).unwrap().trim().to_string()), "no secret in the journal");
+        assert!(
+            !r.to_string().contains(&std::fs::read_to_string(format!("{REPO}/.stackproof/sandbox/grafana_admin_password")).unwrap().trim().to_string()),
+            "no secret in the journal"
+        );
     }
     // The schedule is anchored at the start: runs start on multiples of 5 s from the first.
     for w in runs.windows(2) {
@@ -240,10 +248,7 @@ fn exporter_outage_turns_the_gate_red_runs_on_red_once_and_recovers() {
     assert_eq!((out.status.code(), g["level"].as_str()), (Some(0), Some("green")), "{g}");
 
     let fired = tmp.path().join("fired");
-    let on_red = format!(
-        "printf '%s|%s|%s\\n' \"$STACKPROOF_GATE_LEVEL\" \"$STACKPROOF_HOST\" \"$STACKPROOF_GATE_FINDINGS\" >> '{}'",
-        fired.display()
-    );
+    let on_red = format!("printf '%s|%s|%s\\n' \"$STACKPROOF_GATE_LEVEL\" \"$STACKPROOF_HOST\" \"$STACKPROOF_GATE_FINDINGS\" >> '{}'", fired.display());
     let mut child = bin()
         .args(["watch", "--host", "sandbox", "--every", "5s", "--format", "json", "--on-red", &on_red, "--stack"])
         .arg(&stack)
@@ -307,7 +312,10 @@ fn exporter_outage_turns_the_gate_red_runs_on_red_once_and_recovers() {
             consecutive = 0;
             // Another test on the shared sandbox may redeploy (and so restart the exporter)
             // mid-episode; then the one red run we saw is the episode.
-            let restarted = std::fs::read_to_string(format!("{REMOTE_DIR}/run/host-exporter.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok()).is_some_and(|p| p != pid);
+            let restarted = std::fs::read_to_string(format!("{REMOTE_DIR}/run/host-exporter.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .is_some_and(|p| p != pid);
             if episodes > 0 && restarted {
                 eprintln!("the exporter was restarted by someone else after {episodes} red episode(s); checking the hooks so far");
                 break;
@@ -324,7 +332,6 @@ fn exporter_outage_turns_the_gate_red_runs_on_red_once_and_recovers() {
     let hooks = of_watch(&local_journal(), &id, "watch-hook").into_iter().cloned().collect::<Vec<_>>();
     assert_eq!(hooks.len(), episodes, "{hooks:?}");
     assert_eq!((hooks[0]["hook"].as_str(), hooks[0]["exit"].as_i64()), (Some("on-red"), Some(0)), "{:?}", hooks[0]);
-
 
     // Redeploy: the exporter starts again and the gate returns to green.
     deploy(Some(&stack));
@@ -394,7 +401,8 @@ fn a_host_that_stops_answering_is_reported_and_recovered_from() {
     let id = r1["watch_id"].as_str().unwrap();
     let runs = of_watch(&local_journal(), id, "watch").into_iter().map(|e| e["run"].as_u64().unwrap()).collect::<Vec<_>>();
     assert_eq!(runs, vec![1, 2, 3]);
-    let remote = of_watch(&read_jsonl(&Path::new(REMOTE_DIR).join("journal.jsonl")), id, "watch").into_iter().map(|e| e["run"].as_u64().unwrap()).collect::<Vec<_>>();
+    let remote =
+        of_watch(&read_jsonl(&Path::new(REMOTE_DIR).join("journal.jsonl")), id, "watch").into_iter().map(|e| e["run"].as_u64().unwrap()).collect::<Vec<_>>();
     assert_eq!(remote, vec![1, 3]);
 }
 
@@ -402,7 +410,8 @@ fn a_host_that_stops_answering_is_reported_and_recovered_from() {
 #[ignore = "e2e: run scripts/test"]
 fn sigterm_during_a_run_stops_cleanly_with_exit_0() {
     deploy(None);
-    let mut child = bin().args(["watch", "--host", "sandbox", "--every", "1h", "--format", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        bin().args(["watch", "--host", "sandbox", "--every", "1h", "--format", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let _rx = lines(&mut child);
     let err = err_lines(&mut child);
     let mut child = KillOnDrop(child);

@@ -108,8 +108,7 @@ fn parse_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
     let mut seen_series = HashSet::new();
     let name_ok = |n: &str| {
         let mut c = n.chars();
-        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
-            && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
     };
     for (i, line) in text.lines().enumerate() {
         let ln = i + 1;
@@ -124,10 +123,7 @@ fn parse_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
             let mut parts = rest.split(' ');
             let (name, kind) = (parts.next().unwrap(), parts.next().unwrap_or(""));
             assert!(parts.next().is_none(), "line {ln}: trailing text in TYPE: {line}");
-            assert!(
-                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
-                "line {ln}: unknown type {kind:?}"
-            );
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "line {ln}: unknown type {kind:?}");
             assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "line {ln}: second TYPE for {name}");
             assert!(!finished_families.contains(name), "line {ln}: TYPE after samples of {name}");
             continue;
@@ -135,8 +131,7 @@ fn parse_exposition(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
         assert!(!line.starts_with('#'), "line {ln}: unexpected comment {line}");
         let sample = parse_sample(line).unwrap_or_else(|e| panic!("line {ln}: {e}: {line}"));
         assert!(name_ok(&sample.name), "line {ln}: bad metric name {}", sample.name);
-        let family = family_of(&sample.name, &types)
-            .unwrap_or_else(|| panic!("line {ln}: sample {} has no TYPE declared before it", sample.name));
+        let family = family_of(&sample.name, &types).unwrap_or_else(|| panic!("line {ln}: sample {} has no TYPE declared before it", sample.name));
         if current_family.as_deref() != Some(family.as_str()) {
             assert!(!finished_families.contains(&family), "line {ln}: family {family} is split in two groups");
             if let Some(prev) = current_family.take() {
@@ -286,11 +281,7 @@ fn check_histograms(samples: &[Sample], types: &HashMap<String, String>) -> usiz
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|s| {
-            s.name == name
-                && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
+        .find(|s| s.name == name && s.labels.len() == labels.len() && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
         .map(|s| s.value)
 }
 
@@ -345,12 +336,7 @@ fn one_run_is_reported_exactly_and_the_exposition_is_valid() {
     // The manifest lists exactly what the exporter exposes (lint relies on that list).
     let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stack/stackproof.yml")).unwrap();
     let manifest: serde_yaml::Value = serde_yaml::from_str(&manifest).unwrap();
-    let mut declared: Vec<String> = manifest["metrics"]["host_exporter"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let mut declared: Vec<String> = manifest["metrics"]["host_exporter"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let mut exposed: Vec<String> = samples.iter().map(|s| s.name.clone()).collect::<HashSet<_>>().into_iter().collect();
     declared.sort();
     exposed.sort();

@@ -81,10 +81,7 @@ fn with_promtool_runs_the_official_checkers() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = v["findings"].as_array().unwrap();
-    assert!(
-        f.iter().any(|x| x["code"] == "promtool.rules" && x["file"].as_str().unwrap().ends_with("drill.yml")),
-        "{v:#}"
-    );
+    assert!(f.iter().any(|x| x["code"] == "promtool.rules" && x["file"].as_str().unwrap().ends_with("drill.yml")), "{v:#}");
 }
 
 #[test]

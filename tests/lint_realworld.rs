@@ -176,7 +176,8 @@ fn stale_metric_names_are_caught_inside_a_stack() {
     c.write("grafana/dashboards/monitor_services.json", &text);
     let f = c.lint();
     assert!(
-        f.iter().any(|x| x.code == "metrics.unknown" && x.message.contains("`prometheus_local_storage_target_heap_size_bytes`") && x.severity == Severity::Error),
+        f.iter()
+            .any(|x| x.code == "metrics.unknown" && x.message.contains("`prometheus_local_storage_target_heap_size_bytes`") && x.severity == Severity::Error),
         "{}",
         show(&f)
     );

@@ -178,12 +178,7 @@ impl World {
     fn spawn(&mut self, name: &str, cmd: &mut Command) {
         let out = std::fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
         let err = out.try_clone().unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         self.children.push((name.to_string(), child));
     }
 

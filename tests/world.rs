@@ -16,10 +16,7 @@ use std::time::{Duration, Instant};
 
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder};
@@ -64,19 +61,11 @@ struct HostEntry {
 }
 
 fn sandbox_entry() -> R<HostEntry> {
-    let path = std::env::var_os("STACKPROOF_HOSTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".stackproof/hosts.yml"));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!("cannot read {}: {e}; bring the sandbox up first (sudo scripts/sandbox up)", path.display())
-    })?;
-    let file: HostsFile =
-        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut entry = file
-        .hosts
-        .get("sandbox")
-        .cloned()
-        .ok_or_else(|| format!("{} has no `sandbox` host: run scripts/sandbox up", path.display()))?;
+    let path = std::env::var_os("STACKPROOF_HOSTS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".stackproof/hosts.yml"));
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}; bring the sandbox up first (sudo scripts/sandbox up)", path.display()))?;
+    let file: HostsFile = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut entry = file.hosts.get("sandbox").cloned().ok_or_else(|| format!("{} has no `sandbox` host: run scripts/sandbox up", path.display()))?;
     // Relative paths are relative to the file's directory.
     let base = path.parent().unwrap_or(Path::new("."));
     entry.identity_file = base.join(&entry.identity_file);
@@ -97,10 +86,7 @@ fn image_of(entry: &HostEntry, service: &str, fallback: &str) -> String {
 /// and no global known_hosts, so only the file under test decides.
 fn control_dir() -> R<TempDir> {
     let dir = tempfile::Builder::new().prefix("spw").tempdir_in("/tmp")?;
-    std::fs::write(
-        dir.path().join("ssh_config"),
-        "StreamLocalBindUnlink yes\nGlobalKnownHostsFile /dev/null\n",
-    )?;
+    std::fs::write(dir.path().join("ssh_config"), "StreamLocalBindUnlink yes\nGlobalKnownHostsFile /dev/null\n")?;
     Ok(dir)
 }
 
@@ -130,16 +116,12 @@ impl World {
     async fn open() -> R<World> {
         let entry = sandbox_entry()?;
         let dir = control_dir()?;
-        let session = connect(&entry, &entry.known_hosts, &dir).await.map_err(|e| {
-            format!("ssh to {}@{}:{} failed: {e} (is the sandbox up?)", entry.user, entry.address, entry.port)
-        })?;
+        let session = connect(&entry, &entry.known_hosts, &dir)
+            .await
+            .map_err(|e| format!("ssh to {}@{}:{} failed: {e} (is the sandbox up?)", entry.user, entry.address, entry.port))?;
         let local = dir.path().join("docker.sock");
-        session
-            .request_port_forward(ForwardType::Local, local.as_path(), Path::new(&entry.docker_socket))
-            .await?;
-        let docker = Docker::connect_with_unix(local.to_str().ok_or("non-UTF-8 temp path")?, 120, API_DEFAULT_VERSION)?
-            .negotiate_version()
-            .await?;
+        session.request_port_forward(ForwardType::Local, local.as_path(), Path::new(&entry.docker_socket)).await?;
+        let docker = Docker::connect_with_unix(local.to_str().ok_or("non-UTF-8 temp path")?, 120, API_DEFAULT_VERSION)?.negotiate_version().await?;
         Ok(World { entry, session, docker, _dir: dir })
     }
 
@@ -148,11 +130,7 @@ impl World {
     async fn tunnel(&self, remote_port: u16) -> R<u16> {
         let local = free_port()?;
         self.session
-            .request_port_forward(
-                ForwardType::Local,
-                SocketAddr::from((Ipv4Addr::LOCALHOST, local)),
-                SocketAddr::from((Ipv4Addr::LOCALHOST, remote_port)),
-            )
+            .request_port_forward(ForwardType::Local, SocketAddr::from((Ipv4Addr::LOCALHOST, local)), SocketAddr::from((Ipv4Addr::LOCALHOST, remote_port)))
             .await?;
         Ok(local)
     }
@@ -172,10 +150,7 @@ fn free_port() -> R<u16> {
 /// Pull `image` ("registry/repo:tag") through the Docker API; returns the
 /// progress statuses seen.
 async fn pull(docker: &Docker, image: &str) -> R<Vec<String>> {
-    let (repo, tag) = image
-        .rsplit_once(':')
-        .filter(|(_, t)| !t.contains('/'))
-        .ok_or_else(|| format!("image {image} has no tag"))?;
+    let (repo, tag) = image.rsplit_once(':').filter(|(_, t)| !t.contains('/')).ok_or_else(|| format!("image {image} has no tag"))?;
     let opts = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
     let mut stream = docker.create_image(Some(opts), None, None);
     let mut statuses = Vec::new();
@@ -222,20 +197,14 @@ async fn run_labelled(docker: &Docker, service: &str, image: &str, cmd: &[String
     };
     // A leftover from an earlier interrupted run of this very process id is
     // unlikely, but would make create fail: remove it first.
-    let _ = docker
-        .remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
-        .await;
-    docker
-        .create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body)
-        .await?;
+    let _ = docker.remove_container(&name, Some(RemoveContainerOptionsBuilder::default().force(true).build())).await;
+    docker.create_container(Some(CreateContainerOptionsBuilder::default().name(&name).build()), body).await?;
     docker.start_container(&name, None).await?;
     Ok(guard)
 }
 
 async fn remove(docker: &Docker, mut guard: ContainerGuard) -> R<()> {
-    docker
-        .remove_container(&guard.name, Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build()))
-        .await?;
+    docker.remove_container(&guard.name, Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build())).await?;
     guard.armed = false;
     Ok(())
 }
@@ -245,18 +214,11 @@ async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> R<(i64, String)
     let created = docker
         .create_exec(
             container,
-            ExecConfig {
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                ..Default::default()
-            },
+            ExecConfig { attach_stdout: Some(true), attach_stderr: Some(true), cmd: Some(cmd.iter().map(|s| s.to_string()).collect()), ..Default::default() },
         )
         .await?;
     let mut out = String::new();
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None::<StartExecOptions>).await?
-    {
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&created.id, None::<StartExecOptions>).await? {
         while let Some(chunk) = output.next().await {
             out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
         }
@@ -346,17 +308,10 @@ async fn ssh_with_strict_host_key_reaches_docker_through_forwarded_socket() -> R
     let result = async {
         // The login is the unprivileged sandbox user, with python3 for the
         // host exporter and its remote directory writable.
-        let out = world
-            .session
-            .shell(format!("id -un && python3 -c 'print(1+1)' && test -w {} && echo writable", world.entry.remote_dir))
-            .output()
-            .await?;
+        let out = world.session.shell(format!("id -un && python3 -c 'print(1+1)' && test -w {} && echo writable", world.entry.remote_dir)).output().await?;
         let text = String::from_utf8_lossy(&out.stdout);
         ensure!(out.status.success(), "remote check failed: {text} {}", String::from_utf8_lossy(&out.stderr));
-        ensure!(
-            text.split_whitespace().collect::<Vec<_>>() == [world.entry.user.as_str(), "2", "writable"],
-            "unexpected remote output: {text:?}"
-        );
+        ensure!(text.split_whitespace().collect::<Vec<_>>() == [world.entry.user.as_str(), "2", "writable"], "unexpected remote output: {text:?}");
 
         // The Docker API over the forwarded socket is this machine's engine.
         let info = world.docker.info().await?;
@@ -409,8 +364,7 @@ async fn prometheus_stand_in_pulled_from_registry_becomes_ready_and_checks_its_c
             let body = wait_http_ok(&format!("http://127.0.0.1:{local}/-/ready"), Duration::from_secs(30)).await?;
             ensure!(body.contains("Ready"), "/-/ready answered 200 with {body:?}");
 
-            let (code, out) =
-                exec(&w.docker, &name, &["/bin/promtool", "check", "config", "/etc/prometheus/prometheus.yml"]).await?;
+            let (code, out) = exec(&w.docker, &name, &["/bin/promtool", "check", "config", "/etc/prometheus/prometheus.yml"]).await?;
             ensure!(code == 0 && out.contains("SUCCESS"), "promtool check config: exit {code}: {out}");
             // The exit code is really read: a missing file must fail.
             let (code, out) = exec(&w.docker, &name, &["/bin/promtool", "check", "config", "/nonexistent.yml"]).await?;
@@ -445,8 +399,7 @@ async fn alertmanager_and_node_exporter_stand_ins_serve() -> R<()> {
         with_container(w, "alertmanager", &am, cmd, move |name| async move {
             let local = w.tunnel(port).await?;
             wait_http_ok(&format!("http://127.0.0.1:{local}/-/ready"), Duration::from_secs(30)).await?;
-            let (code, out) =
-                exec(&w.docker, &name, &["/bin/amtool", "check-config", "/etc/alertmanager/alertmanager.yml"]).await?;
+            let (code, out) = exec(&w.docker, &name, &["/bin/amtool", "check-config", "/etc/alertmanager/alertmanager.yml"]).await?;
             ensure!(code == 0 && out.contains("SUCCESS"), "amtool check-config: exit {code}: {out}");
             let uid = container_uid(w, &name).await?;
             ensure!(uid == "65534", "alertmanager runs as uid {uid}, want 65534");
@@ -512,11 +465,7 @@ async fn stand_in_images_keep_the_official_layout_and_say_they_are_stand_ins() -
             let config = world.docker.inspect_image(&image).await?.config.unwrap_or_default();
             let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
             ensure!(config.entrypoint == Some(strs(entrypoint)), "{image}: entrypoint {:?}", config.entrypoint);
-            ensure!(
-                config.cmd.clone().unwrap_or_default() == strs(cmd),
-                "{image}: cmd {:?}",
-                config.cmd
-            );
+            ensure!(config.cmd.clone().unwrap_or_default() == strs(cmd), "{image}: cmd {:?}", config.cmd);
             ensure!(config.user.as_deref() == Some("nobody"), "{image}: user {:?}", config.user);
             ensure!(
                 config.exposed_ports.clone().unwrap_or_default().iter().any(|p| p == port),
@@ -524,22 +473,12 @@ async fn stand_in_images_keep_the_official_layout_and_say_they_are_stand_ins() -
                 config.exposed_ports
             );
             if let Some(v) = volume {
-                ensure!(
-                    config.volumes.clone().unwrap_or_default().iter().any(|x| x == v),
-                    "{image}: volumes {:?}, want {v}",
-                    config.volumes
-                );
+                ensure!(config.volumes.clone().unwrap_or_default().iter().any(|x| x == v), "{image}: volumes {:?}, want {v}", config.volumes);
             }
-            ensure!(
-                config.working_dir.as_deref().filter(|w| !w.is_empty()) == workdir,
-                "{image}: working dir {:?}, want {workdir:?}",
-                config.working_dir
-            );
+            ensure!(config.working_dir.as_deref().filter(|w| !w.is_empty()) == workdir, "{image}: working dir {:?}, want {workdir:?}", config.working_dir);
             let labels = config.labels.unwrap_or_default();
             ensure!(
-                labels
-                    .get("org.opencontainers.image.description")
-                    .is_some_and(|d| d.contains("not the official image")),
+                labels.get("org.opencontainers.image.description").is_some_and(|d| d.contains("not the official image")),
                 "{image}: no stand-in description label: {labels:?}"
             );
         }
@@ -557,10 +496,7 @@ async fn a_changed_or_unknown_host_key_is_refused() -> R<()> {
     let dir = control_dir()?;
     // Another ed25519 key for [127.0.0.1]:2222, as if the host had changed.
     let other = dir.path().join("other_host_key");
-    let gen = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .output()?;
+    let gen = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).output()?;
     ensure!(gen.status.success(), "ssh-keygen failed: {}", String::from_utf8_lossy(&gen.stderr));
     let public = std::fs::read_to_string(other.with_extension("pub"))?;
     let key: Vec<&str> = public.split_whitespace().take(2).collect();
@@ -577,10 +513,7 @@ async fn a_changed_or_unknown_host_key_is_refused() -> R<()> {
             }
             Err(e) => {
                 let text = ssh_error_text(&e);
-                ensure!(
-                    text.to_lowercase().contains("host key verification failed"),
-                    "{what} host key: error does not mention host key verification: {text}"
-                );
+                ensure!(text.to_lowercase().contains("host key verification failed"), "{what} host key: error does not mention host key verification: {text}");
             }
         }
     }
@@ -600,13 +533,9 @@ async fn world_tests_leave_no_labelled_container_behind() -> R<()> {
     // Runs last alphabetically; with --test-threads=1 the others are done.
     let world = World::open().await?;
     let filters = HashMap::from([("label", vec![format!("{STACK_LABEL}={TEST_STACK}")])]);
-    let left = world
-        .docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
-        .await;
+    let left = world.docker.list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build())).await;
     world.close().await;
     let left = left?;
-    ensure!(left.is_empty(), "containers labelled {STACK_LABEL}={TEST_STACK} left behind: {:?}",
-        left.iter().map(|c| c.names.clone()).collect::<Vec<_>>());
+    ensure!(left.is_empty(), "containers labelled {STACK_LABEL}={TEST_STACK} left behind: {:?}", left.iter().map(|c| c.names.clone()).collect::<Vec<_>>());
     Ok(())
 }

@@ -227,9 +227,8 @@ pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConf
     let (f, rf) = (dr.for_duration(), rr.for_duration());
     let (dq, rq) = (q(dg), q(rg));
     let prom_args = m.services.get("prometheus").map(|s| s.args.clone()).unwrap_or_default();
-    let resend = arg_value(&prom_args, "--rules.alert.resend-delay")
-        .and_then(|v| crate::stack::prometheus::parse_duration(v).ok())
-        .unwrap_or(DEFAULT_RESEND_DELAY);
+    let resend =
+        arg_value(&prom_args, "--rules.alert.resend-delay").and_then(|v| crate::stack::prometheus::parse_duration(v).ok()).unwrap_or(DEFAULT_RESEND_DELAY);
     let am_args = m.services.get("alertmanager").map(|s| s.args.clone()).unwrap_or_default();
     let clustered = arg_value(&am_args, "--cluster.listen-address").map(|v| !v.is_empty()).unwrap_or(true);
     let settle = if clustered { CLUSTER_SETTLE } else { Duration::ZERO };

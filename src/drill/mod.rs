@@ -87,7 +87,9 @@ impl DrillReport {
             .filter(|s| !s.ok)
             .map(|s| match s.after_s {
                 Some(a) => format!("{} after {a:.1} s (bound {:.1} s)", s.name, s.bound_s),
-                None => format!("{}: not seen within {:.1} s{}", s.name, s.bound_s, if s.detail.is_empty() { String::new() } else { format!(" ({})", s.detail) }),
+                None => {
+                    format!("{}: not seen within {:.1} s{}", s.name, s.bound_s, if s.detail.is_empty() { String::new() } else { format!(" ({})", s.detail) })
+                }
             })
             .collect();
         let (status, detail, hint) = if self.ok {
@@ -281,7 +283,14 @@ impl Goal {
     fn stage(&self, start: Instant) -> Stage {
         let after = self.seen.map(|t| round2(t.saturating_duration_since(start).as_secs_f64()));
         let ok = self.failed.is_none() && after.is_some_and(|a| a <= self.bound.as_secs_f64());
-        Stage { name: self.name.clone(), phase: self.phase, after_s: after, bound_s: round2(self.bound.as_secs_f64()), ok, detail: self.failed.clone().unwrap_or_default() }
+        Stage {
+            name: self.name.clone(),
+            phase: self.phase,
+            after_s: after,
+            bound_s: round2(self.bound.as_secs_f64()),
+            ok,
+            detail: self.failed.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -416,7 +425,11 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         _ = &mut intr => return Err(Error::Interrupted),
     };
     if let Err(why) = pre {
-        return Err(Error::remote("drill_precondition", format!("the drill cannot start: {why}"), "wait for the earlier outage to resolve, or run `stackproof deploy` to restart the host exporter"));
+        return Err(Error::remote(
+            "drill_precondition",
+            format!("the drill cannot start: {why}"),
+            "wait for the earlier outage to resolve, or run `stackproof deploy` to restart the host exporter",
+        ));
     }
     let host_t0 = host_time(&client, &ep).await;
     let metrics_before = if opts.real { client.get(format!("{}/metrics", ep.alertmanager)).send().await.ok() } else { None };
@@ -611,7 +624,14 @@ async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpo
     }
     exp.start().await?;
     let deadline = Instant::now() + bounds::EXPORTER_START;
-    let r = crate::deploy::poll_until(deadline, || async { if exporter_answers(client, ep, path).await { Ok(()) } else { Err(String::new()) } }).await;
+    let r = crate::deploy::poll_until(deadline, || async {
+        if exporter_answers(client, ep, path).await {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+    .await;
     if r.is_err() {
         let log = exp.log_tail().await;
         return Err(Error::remote(
@@ -690,7 +710,14 @@ mod tests {
 
     fn sample() -> DrillReport {
         let b = bounds(&Stack::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/stack"))).unwrap(), false).unwrap();
-        let s = |name: &str, phase, after: Option<f64>, bound: f64| Stage { name: name.into(), phase, after_s: after, bound_s: bound, ok: after.is_some_and(|a| a <= bound), detail: String::new() };
+        let s = |name: &str, phase, after: Option<f64>, bound: f64| Stage {
+            name: name.into(),
+            phase,
+            after_s: after,
+            bound_s: bound,
+            ok: after.is_some_and(|a| a <= bound),
+            detail: String::new(),
+        };
         DrillReport {
             ok: false,
             alert: "StackproofDrill".into(),

@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::output::Progress;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -90,9 +90,7 @@ impl Engine {
         }
         let (repo, tag) = split_image(image);
         progress.set_message(format!("pulling {image}"));
-        let mut stream = self
-            .docker
-            .create_image(Some(CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build()), None, None);
+        let mut stream = self.docker.create_image(Some(CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build()), None, None);
         let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
         while let Some(item) = stream.next().await {
             match item {
@@ -173,11 +171,7 @@ impl Engine {
             (LABEL_RELEASE.to_string(), release.to_string()),
             (LABEL_CONFIG_HASH.to_string(), spec.hash()),
         ]);
-        let mut binds: Vec<String> = spec
-            .binds
-            .iter()
-            .map(|b| if rslave { b.clone() } else { b.replace(":ro,rslave", ":ro") })
-            .collect();
+        let mut binds: Vec<String> = spec.binds.iter().map(|b| if rslave { b.clone() } else { b.replace(":ro,rslave", ":ro") }).collect();
         binds.extend(spec.volumes.iter().map(|(v, dest)| format!("{v}:{dest}")));
         let host_config = HostConfig {
             binds: Some(binds),
@@ -247,9 +241,7 @@ impl Engine {
     }
 
     pub async fn last_logs(&self, id: &str, lines: usize) -> String {
-        let mut s = self
-            .docker
-            .logs(id, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build()));
+        let mut s = self.docker.logs(id, Some(LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build()));
         let mut out = String::new();
         while let Some(Ok(l)) = s.next().await {
             out.push_str(&l.to_string());
@@ -338,10 +330,14 @@ mod tests {
         };
         let t = secrets_tar(&spec, &[("pw".into(), b"hunter2".to_vec())]).unwrap();
         let mut ar = tar::Archive::new(t.as_slice());
-        let entries: Vec<_> = ar.entries().unwrap().map(|e| {
-            let e = e.unwrap();
-            (e.path().unwrap().display().to_string(), e.header().mode().unwrap(), e.header().uid().unwrap())
-        }).collect();
+        let entries: Vec<_> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().mode().unwrap(), e.header().uid().unwrap())
+            })
+            .collect();
         assert_eq!(entries.last().unwrap(), &("run/secrets/pw".to_string(), 0o400, 472));
         assert!(entries.iter().any(|(p, m, _)| p == "run/secrets" && *m == 0o755));
     }

@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<Config> {
     let cfg: Config = parse_yaml::<Option<Config>>(src, sink, "Alertmanager config")?.unwrap_or_default();
     let ver = ctx.map(|c| c.alertmanager).unwrap_or(Version::CURRENT);
-    let ak = |sink: &mut Sink, path: &str, extra, known, what: &str| {
-        check_keys(sink, src, Product::Alertmanager, ver, path, extra, known, what)
-    };
+    let ak = |sink: &mut Sink, path: &str, extra, known, what: &str| check_keys(sink, src, Product::Alertmanager, ver, path, extra, known, what);
     ak(sink, "", &cfg.extra, versions::AM_TOP, "the Alertmanager config");
 
     let mut names = BTreeSet::new();
@@ -21,7 +19,14 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
         let base = format!("receivers/{i}");
         ak(sink, &base, &r.extra, versions::AM_RECEIVER, &format!("receiver `{}`", r.name));
         if !names.insert(r.name.as_str()) {
-            sink.at(Severity::Error, "am.duplicate_receiver", src, &format!("{base}/name"), format!("receiver `{}` is defined twice", r.name), "give every receiver its own name");
+            sink.at(
+                Severity::Error,
+                "am.duplicate_receiver",
+                src,
+                &format!("{base}/name"),
+                format!("receiver `{}` is defined twice", r.name),
+                "give every receiver its own name",
+            );
         }
         for (j, w) in r.webhook_configs.iter().enumerate() {
             let wbase = format!("{base}/webhook_configs/{j}");
@@ -29,7 +34,9 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
             match (&w.url, &w.url_file) {
                 (Some(u), _) => check_url(sink, src, &format!("{wbase}/url"), u),
                 (None, Some(_)) => {}
-                (None, None) => sink.at(Severity::Error, "am.url_invalid", src, &wbase, format!("a webhook of receiver `{}` has no url", r.name), "set `url: http://...`"),
+                (None, None) => {
+                    sink.at(Severity::Error, "am.url_invalid", src, &wbase, format!("a webhook of receiver `{}` has no url", r.name), "set `url: http://...`")
+                }
             }
         }
         // Other integrations: check the URL-valued fields they have.
@@ -48,7 +55,14 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
     }
 
     match &cfg.route {
-        None => sink.at(Severity::Error, "am.no_route", src, "", "the config has no `route`; Alertmanager refuses it (\"no routes provided\")", "add `route: {receiver: NAME}`"),
+        None => sink.at(
+            Severity::Error,
+            "am.no_route",
+            src,
+            "",
+            "the config has no `route`; Alertmanager refuses it (\"no routes provided\")",
+            "add `route: {receiver: NAME}`",
+        ),
         Some(root) => {
             if root.receiver.is_none() {
                 sink.at(Severity::Error, "am.receiver_undefined", src, "route", "the root route has no receiver", "set `receiver:` on the root route");
@@ -64,7 +78,14 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
         ak(sink, &base, &ir.extra, versions::AM_INHIBIT, "an inhibit rule");
         for (side, res) in [("source", ir.source()), ("target", ir.target())] {
             if let Err(e) = res {
-                sink.at(Severity::Error, "am.matcher_invalid", src, &format!("{base}/{side}_matchers"), format!("inhibit rule {}: {e}", i + 1), "matchers look like severity=\"critical\" or team=~\"a|b\"");
+                sink.at(
+                    Severity::Error,
+                    "am.matcher_invalid",
+                    src,
+                    &format!("{base}/{side}_matchers"),
+                    format!("inhibit rule {}: {e}", i + 1),
+                    "matchers look like severity=\"critical\" or team=~\"a|b\"",
+                );
             }
         }
     }
@@ -75,11 +96,27 @@ fn check_url(sink: &mut Sink, src: &Source, path: &str, u: &str) {
     match reqwest::Url::parse(u) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty()) => {
             if u.contains('<') && u.contains('>') {
-                sink.at(Severity::Warning, "am.url_placeholder", src, path, format!("receiver URL {u} still holds a <placeholder>"), "put the real URL here (or in a url_file outside the stack)");
+                sink.at(
+                    Severity::Warning,
+                    "am.url_placeholder",
+                    src,
+                    path,
+                    format!("receiver URL {u} still holds a <placeholder>"),
+                    "put the real URL here (or in a url_file outside the stack)",
+                );
             }
         }
-        Ok(url) => sink.at(Severity::Error, "am.url_invalid", src, path, format!("receiver URL {u} is not an http(s) URL (scheme `{}`)", url.scheme()), "use http://host:port/path or https://..."),
-        Err(e) => sink.at(Severity::Error, "am.url_invalid", src, path, format!("receiver URL {u:?} does not parse: {e}"), "use http://host:port/path or https://..."),
+        Ok(url) => sink.at(
+            Severity::Error,
+            "am.url_invalid",
+            src,
+            path,
+            format!("receiver URL {u} is not an http(s) URL (scheme `{}`)", url.scheme()),
+            "use http://host:port/path or https://...",
+        ),
+        Err(e) => {
+            sink.at(Severity::Error, "am.url_invalid", src, path, format!("receiver URL {u:?} does not parse: {e}"), "use http://host:port/path or https://...")
+        }
     }
 }
 
@@ -155,9 +192,8 @@ fn alert_infos<'a>(rules: &[(&'a Source, &'a RuleFile)]) -> Vec<AlertInfo<'a>> {
                     }
                 }
                 labels.insert("alertname".into(), name.to_string());
-                let output = promql::parse(rule.expr.as_str())
-                    .map(|q| promql::output_labels(&q.ast))
-                    .unwrap_or(promql::OutputLabels::Open { dropped: BTreeSet::new() });
+                let output =
+                    promql::parse(rule.expr.as_str()).map(|q| promql::output_labels(&q.ast)).unwrap_or(promql::OutputLabels::Open { dropped: BTreeSet::new() });
                 out.push(AlertInfo {
                     name,
                     src,
@@ -207,14 +243,7 @@ fn route_path(path: &[usize]) -> String {
 }
 
 /// Routing, grouping, inhibitions and the drill against the stack's rules.
-pub fn check_with_rules(
-    src: &Source,
-    cfg: &Config,
-    rules: &[(&Source, &RuleFile)],
-    prom: Option<&pm::Config>,
-    ctx: &StackCtx,
-    sink: &mut Sink,
-) {
+pub fn check_with_rules(src: &Source, cfg: &Config, rules: &[(&Source, &RuleFile)], prom: Option<&pm::Config>, ctx: &StackCtx, sink: &mut Sink) {
     let Some(root) = &cfg.route else { return };
     let alerts = alert_infos(rules);
 
@@ -247,7 +276,11 @@ pub fn check_with_rules(
                     "rules.missing_label",
                     a.src,
                     &format!("{}/alert", a.path),
-                    format!("alert `{}` has no {l} label, so no route takes it and it goes to the root receiver `{}`", a.name, root.receiver.as_deref().unwrap_or("")),
+                    format!(
+                        "alert `{}` has no {l} label, so no route takes it and it goes to the root receiver `{}`",
+                        a.name,
+                        root.receiver.as_deref().unwrap_or("")
+                    ),
                     format!("add {l} under the rule's `labels:`"),
                 );
             }
@@ -375,9 +408,10 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
     let idx = cfg.receivers.iter().position(|r| r.name == d.receiver).unwrap_or(0);
     let want_port = d.port;
     let ok_url = rcv.webhook_configs.iter().any(|w| {
-        w.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()).is_some_and(|u| {
-            u.host_str().is_some_and(|h| h == "127.0.0.1" || h == "localhost") && u.port_or_known_default() == Some(want_port)
-        })
+        w.url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .is_some_and(|u| u.host_str().is_some_and(|h| h == "127.0.0.1" || h == "localhost") && u.port_or_known_default() == Some(want_port))
     });
     if !ok_url {
         sink.at(
@@ -400,7 +434,10 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
                 "no route matches it, so the root route".to_string()
             } else {
                 let r = route_at(root, &m.path);
-                format!("an earlier route ({}) takes it first", r.matchers.join(", ").trim().to_string() + &r.match_.iter().map(|(k, v)| format!("{k}={}", v.as_str())).collect::<Vec<_>>().join(","))
+                format!(
+                    "an earlier route ({}) takes it first",
+                    r.matchers.join(", ").trim().to_string() + &r.match_.iter().map(|(k, v)| format!("{k}={}", v.as_str())).collect::<Vec<_>>().join(",")
+                )
             }
         });
         sink.at(
@@ -423,7 +460,11 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
             "am.drill_swallowed",
             src,
             "route",
-            format!("the drill alert `{}` also reaches {} (a route with `continue: true` before the drill route): a drill would page real receivers", d.alert, others.join(", ")),
+            format!(
+                "the drill alert `{}` also reaches {} (a route with `continue: true` before the drill route): a drill would page real receivers",
+                d.alert,
+                others.join(", ")
+            ),
             "put the drill route first, with continue: false",
         );
     }

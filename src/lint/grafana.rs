@@ -80,9 +80,11 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
         let kind = d.kind.clone().unwrap_or_default();
         if let (Some(ctx), "prometheus") = (ctx, kind.as_str()) {
             let port = ctx.port_of("prometheus");
-            let ok = d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()).is_some_and(|u| {
-                matches!(u.host_str(), Some("127.0.0.1") | Some("localhost")) && u.port_or_known_default() == port
-            });
+            let ok = d
+                .url
+                .as_deref()
+                .and_then(|u| reqwest::Url::parse(u).ok())
+                .is_some_and(|u| matches!(u.host_str(), Some("127.0.0.1") | Some("localhost")) && u.port_or_known_default() == port);
             if !ok {
                 sink.at(
                     Severity::Error,
@@ -94,7 +96,14 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
                 );
             }
         }
-        out.push(Datasource { name, uid: d.uid.clone().filter(|u| !u.is_empty()), kind, is_default: d.is_default == Some(true), file: src.display.clone(), index: i });
+        out.push(Datasource {
+            name,
+            uid: d.uid.clone().filter(|u| !u.is_empty()),
+            kind,
+            is_default: d.is_default == Some(true),
+            file: src.display.clone(),
+            index: i,
+        });
     }
     out
 }
@@ -137,20 +146,48 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
         let base = format!("providers/{i}");
         let name = p.name.clone().unwrap_or_default();
         if name.is_empty() {
-            sink.at(Severity::Error, "grafana.provider_invalid", src, &base, "a dashboard provider without a name", "set `name:` (unique across provider files)");
+            sink.at(
+                Severity::Error,
+                "grafana.provider_invalid",
+                src,
+                &base,
+                "a dashboard provider without a name",
+                "set `name:` (unique across provider files)",
+            );
         } else if !names.insert(name.clone()) {
-            sink.at(Severity::Error, "grafana.provider_invalid", src, &format!("{base}/name"), format!("dashboard name \"{name}\" is not unique: Grafana refuses to start"), "give each provider its own name");
+            sink.at(
+                Severity::Error,
+                "grafana.provider_invalid",
+                src,
+                &format!("{base}/name"),
+                format!("dashboard name \"{name}\" is not unique: Grafana refuses to start"),
+                "give each provider its own name",
+            );
         }
         if let Some(k) = p.kind.as_deref().filter(|k| *k != "file") {
             sink.at(Severity::Error, "grafana.provider_invalid", src, &format!("{base}/type"), format!("type {k} is not supported"), "use `type: file`");
         }
         let ffs = p.options.get("foldersFromFilesStructure").and_then(|v| v.as_bool()).unwrap_or(false);
         if ffs && (p.folder.as_deref().is_some_and(|f| !f.is_empty()) || p.folder_uid.as_deref().is_some_and(|f| !f.is_empty())) {
-            sink.at(Severity::Error, "grafana.provider_invalid", src, &base, "'folder' and 'folderUID' should be empty using 'foldersFromFilesStructure' option", "drop folder/folderUid or foldersFromFilesStructure");
+            sink.at(
+                Severity::Error,
+                "grafana.provider_invalid",
+                src,
+                &base,
+                "'folder' and 'folderUID' should be empty using 'foldersFromFilesStructure' option",
+                "drop folder/folderUid or foldersFromFilesStructure",
+            );
         }
         let path = p.options.get("path").or(p.options.get("folder")).and_then(|v| v.as_str()).map(str::to_owned);
         let Some(path) = path else {
-            sink.at(Severity::Error, "grafana.provider_invalid", src, &format!("{base}/options"), format!("provider `{name}` has no options.path: Grafana fails with \"path param is not a string\""), "set options.path to the directory holding the dashboards");
+            sink.at(
+                Severity::Error,
+                "grafana.provider_invalid",
+                src,
+                &format!("{base}/options"),
+                format!("provider `{name}` has no options.path: Grafana fails with \"path param is not a string\""),
+                "set options.path to the directory holding the dashboards",
+            );
             continue;
         };
         let mut stack_dir = None;
@@ -165,7 +202,10 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
                     &format!("{base}/options/path"),
                     match &rel {
                         Some(r) => format!("provider `{name}` reads {path}, but the stack has no .json dashboard under {r}/"),
-                        None => format!("provider `{name}` reads {path}, which is outside the release the deploy syncs ({})", crate::stack::manifest::CONTAINER_CURRENT),
+                        None => format!(
+                            "provider `{name}` reads {path}, which is outside the release the deploy syncs ({})",
+                            crate::stack::manifest::CONTAINER_CURRENT
+                        ),
                     },
                     format!("point options.path at {}/<dir with the dashboards>", crate::stack::manifest::CONTAINER_CURRENT),
                 );
@@ -192,12 +232,26 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         Ok(v) => v,
         Err(e) => {
             let msg = if src.text.trim().is_empty() { "the file is empty (Grafana: \"EOF\")".to_string() } else { e.to_string() };
-            sink.push(Severity::Error, "json.parse", &src.display, Some((e.line().max(1), e.column().max(1))), format!("dashboard JSON does not parse: {msg}"), "Grafana skips this file (\"failed to load dashboard from\"); fix the JSON");
+            sink.push(
+                Severity::Error,
+                "json.parse",
+                &src.display,
+                Some((e.line().max(1), e.column().max(1))),
+                format!("dashboard JSON does not parse: {msg}"),
+                "Grafana skips this file (\"failed to load dashboard from\"); fix the JSON",
+            );
             return None;
         }
     };
     if !value.is_object() {
-        sink.push(Severity::Error, "grafana.missing_title", &src.display, Some((1, 1)), "the file is not a JSON object: Grafana rejects it with \"Dashboard title cannot be empty\"", "a dashboard file holds one dashboard model object");
+        sink.push(
+            Severity::Error,
+            "grafana.missing_title",
+            &src.display,
+            Some((1, 1)),
+            "the file is not a JSON object: Grafana rejects it with \"Dashboard title cannot be empty\"",
+            "a dashboard file holds one dashboard model object",
+        );
         return None;
     }
     let d = Dashboard::from_value(value);
@@ -214,7 +268,14 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         return None;
     }
     if d.title.as_deref().unwrap_or("").trim().is_empty() {
-        sink.at(Severity::Error, "grafana.missing_title", src, "title", "the dashboard has no title: Grafana rejects it with \"Dashboard title cannot be empty\"", "add a top-level \"title\"");
+        sink.at(
+            Severity::Error,
+            "grafana.missing_title",
+            src,
+            "title",
+            "the dashboard has no title: Grafana rejects it with \"Dashboard title cannot be empty\"",
+            "add a top-level \"title\"",
+        );
     }
     match d.uid.as_deref() {
         None | Some("") => sink.at(
@@ -354,7 +415,14 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
                 ),
                 Ok(q) => {
                     for why in &q.impossible {
-                        sink.at_path(Severity::Warning, "promql.impossible_selector", src, &path, format!("{what}: {why}"), "this part of the query is always empty; fix the matcher");
+                        sink.at_path(
+                            Severity::Warning,
+                            "promql.impossible_selector",
+                            src,
+                            &path,
+                            format!("{what}: {why}"),
+                            "this part of the query is always empty; fix the matcher",
+                        );
                     }
                     if let Some(known) = stack.and_then(|s| s.known) {
                         metrics::check_names(known, &q.names, src, &path, &what, true, sink);
@@ -383,10 +451,8 @@ fn read_query(e: &str) -> std::rc::Rc<Result<QueryFacts, String>> {
     if let Some(hit) = QUERIES.with(|c| c.borrow().get(e).cloned()) {
         return hit;
     }
-    let facts = std::rc::Rc::new(promql::parse(e).map(|q| QueryFacts {
-        names: promql::metric_names(&q.ast),
-        impossible: promql::impossible_selectors(&q.ast),
-    }));
+    let facts =
+        std::rc::Rc::new(promql::parse(e).map(|q| QueryFacts { names: promql::metric_names(&q.ast), impossible: promql::impossible_selectors(&q.ast) }));
     QUERIES.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() > 200_000 {
@@ -473,7 +539,9 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
                         "grafana.duplicate_uid",
                         &src,
                         "uid",
-                        format!("uid `{uid}` is also used by {other}: Grafana stops writing both providers' dashboards (\"the same UID is used more than once\")"),
+                        format!(
+                            "uid `{uid}` is also used by {other}: Grafana stops writing both providers' dashboards (\"the same UID is used more than once\")"
+                        ),
                         "give every dashboard its own uid",
                     );
                 } else {
@@ -483,7 +551,14 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
             if let Some(t) = d.title.clone() {
                 let k = (p.folder.clone(), t.clone());
                 if let Some(other) = titles.get(&k) {
-                    sink.at(Severity::Warning, "grafana.duplicate_title", &src, "title", format!("title `{t}` is also used by {other} in the same folder: Grafana keeps only one of them"), "give the dashboards distinct titles");
+                    sink.at(
+                        Severity::Warning,
+                        "grafana.duplicate_title",
+                        &src,
+                        "title",
+                        format!("title `{t}` is also used by {other} in the same folder: Grafana keeps only one of them"),
+                        "give the dashboards distinct titles",
+                    );
                 } else {
                     titles.insert(k, src.display.clone());
                 }

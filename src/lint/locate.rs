@@ -31,10 +31,7 @@ pub fn path_key(path: &[PathSeg]) -> String {
 
 /// Build a path from `"a/0/b"`-style text (numbers become indices).
 pub fn path(s: &str) -> Vec<PathSeg> {
-    s.split('/')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<usize>().map(PathSeg::Index).unwrap_or_else(|_| PathSeg::Key(p.to_string())))
-        .collect()
+    s.split('/').filter(|p| !p.is_empty()).map(|p| p.parse::<usize>().map(PathSeg::Index).unwrap_or_else(|_| PathSeg::Key(p.to_string()))).collect()
 }
 
 /// Positions of every key and value of a YAML document, by path.

@@ -43,15 +43,8 @@ fn catalog(service: &str, v: Version) -> Option<Catalog> {
 }
 
 /// Series every scrape target gets from Prometheus itself, and the alert series.
-const SYNTHETIC: [&str; 7] = [
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-    "ALERTS",
-    "ALERTS_FOR_STATE",
-];
+const SYNTHETIC: [&str; 7] =
+    ["up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE"];
 
 /// What the stack can expose.
 pub struct Known {
@@ -143,12 +136,28 @@ impl Known {
 }
 
 /// Check one query's metric names; `panel` decides the severity of unknown names.
-pub fn check_query(known: &Known, ast: &promql_parser::parser::Expr, src: &Source, path: &[crate::stack::dashboard::PathSeg], what: &str, panel: bool, sink: &mut Sink) {
+pub fn check_query(
+    known: &Known,
+    ast: &promql_parser::parser::Expr,
+    src: &Source,
+    path: &[crate::stack::dashboard::PathSeg],
+    what: &str,
+    panel: bool,
+    sink: &mut Sink,
+) {
     check_names(known, &promql::metric_names(ast), src, path, what, panel, sink)
 }
 
 /// Check metric names already read from a query.
-pub fn check_names(known: &Known, names: &std::collections::BTreeSet<String>, src: &Source, path: &[crate::stack::dashboard::PathSeg], what: &str, panel: bool, sink: &mut Sink) {
+pub fn check_names(
+    known: &Known,
+    names: &std::collections::BTreeSet<String>,
+    src: &Source,
+    path: &[crate::stack::dashboard::PathSeg],
+    what: &str,
+    panel: bool,
+    sink: &mut Sink,
+) {
     for name in names {
         match known.verdict(name) {
             Verdict::Known => {}
@@ -170,11 +179,7 @@ pub fn check_names(known: &Known, names: &std::collections::BTreeSet<String>, sr
                     src,
                     path,
                     format!("{what} uses `{name}`, which nothing the stack scrapes exposes: {tail}"),
-                    if missing {
-                        format!("no catalogue for {}: {}", known.missing_catalogs.join(", "), known.hint(name))
-                    } else {
-                        known.hint(name)
-                    },
+                    if missing { format!("no catalogue for {}: {}", known.missing_catalogs.join(", "), known.hint(name)) } else { known.hint(name) },
                 );
             }
         }

@@ -285,9 +285,8 @@ pub fn lint_paths(paths: &[PathBuf], opts: &Options) -> Result<Vec<Finding>> {
     let mut sink = Sink::default();
     let mut lone: Vec<PathBuf> = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| {
-            Error::config("lint_path", format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files")
-        })?;
+        let meta = std::fs::metadata(p)
+            .map_err(|e| Error::config("lint_path", format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files"))?;
         if meta.is_dir() {
             if p.join("stackproof.yml").is_file() {
                 stack::lint_stack(p, opts, &mut sink)?;
@@ -406,12 +405,7 @@ pub fn render_text(findings: &[Finding]) -> String {
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let (e, w, i) = (count(Severity::Error), count(Severity::Warning), count(Severity::Info));
     let plural = |n: usize, s: &str| format!("{n} {s}{}", if n == 1 { "" } else { "s" });
-    out.push_str(&format!(
-        "lint: {}, {}, {}\n",
-        plural(e, "error"),
-        plural(w, "warning"),
-        plural(i, "note")
-    ));
+    out.push_str(&format!("lint: {}, {}, {}\n", plural(e, "error"), plural(w, "warning"), plural(i, "note")));
     out
 }
 

@@ -27,9 +27,7 @@ fn dur(sink: &mut Sink, src: &Source, code: &'static str, path: &str, t: &Option
 pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<Config> {
     let cfg: Config = parse_yaml::<Option<Config>>(src, sink, "Prometheus config")?.unwrap_or_default();
     let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::CURRENT);
-    let pk = |sink: &mut Sink, path: &str, extra, known, what: &str| {
-        check_keys(sink, src, Product::Prometheus, ver, path, extra, known, what)
-    };
+    let pk = |sink: &mut Sink, path: &str, extra, known, what: &str| check_keys(sink, src, Product::Prometheus, ver, path, extra, known, what);
     pk(sink, "", &cfg.extra, versions::PROM_TOP, "the Prometheus config");
     pk(sink, "global", &cfg.global.extra, versions::PROM_GLOBAL, "`global`");
     dur(sink, src, "prom.duration", "global/scrape_interval", &cfg.global.scrape_interval, "global scrape_interval");
@@ -176,7 +174,14 @@ pub fn resolve_rule_files(src: &Source, cfg: &Config, ctx: Option<&StackCtx>, si
                 let matched: Vec<String> = match glob::Pattern::new(&rel) {
                     Ok(p) => ctx.files.iter().filter(|f| p.matches(f)).cloned().collect(),
                     Err(e) => {
-                        sink.push(Severity::Error, "prom.rule_files_no_match", &src.display, pos, format!("rule_files entry `{pat}` is not a valid glob: {e}"), "fix the pattern");
+                        sink.push(
+                            Severity::Error,
+                            "prom.rule_files_no_match",
+                            &src.display,
+                            pos,
+                            format!("rule_files entry `{pat}` is not a valid glob: {e}"),
+                            "fix the pattern",
+                        );
                         continue;
                     }
                 };
@@ -229,10 +234,7 @@ pub fn check_stack_jobs(prom: Option<(&Source, &Config)>, has_rules: bool, ctx: 
             src,
             at,
             "Prometheus sends its alerts nowhere: no Alertmanager target under `alerting`",
-            format!(
-                "add alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{}']}}]}}]}}",
-                ctx.port_of("alertmanager").unwrap_or(9093)
-            ),
+            format!("add alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{}']}}]}}]}}", ctx.port_of("alertmanager").unwrap_or(9093)),
         );
     }
     let jobs: BTreeSet<&str> = cfg.scrape_configs.iter().map(|j| j.job_name.as_str()).collect();
@@ -273,16 +275,12 @@ pub fn template_labels(text: &str) -> Vec<String> {
     if !text.contains("abels") {
         return vec![];
     }
-    label_ref_regex()
-        .captures_iter(text)
-        .filter_map(|c| c.get(1).or(c.get(2)).or(c.get(3)).map(|m| m.as_str().to_string()))
-        .collect()
+    label_ref_regex().captures_iter(text).filter_map(|c| c.get(1).or(c.get(2)).or(c.get(3)).map(|m| m.as_str().to_string())).collect()
 }
 
 fn valid_metric_name(s: &str) -> bool {
     let mut ch = s.chars();
-    matches!(ch.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && ch.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    matches!(ch.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':') && ch.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<RuleFile> {
@@ -321,10 +319,24 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                 ),
                 (None, Some(rec)) => {
                     if !valid_metric_name(rec) {
-                        sink.at(Severity::Error, "rules.invalid", src, &format!("{base}/record"), format!("`{rec}` is not a valid metric name"), "use [a-zA-Z_:][a-zA-Z0-9_:]*");
+                        sink.at(
+                            Severity::Error,
+                            "rules.invalid",
+                            src,
+                            &format!("{base}/record"),
+                            format!("`{rec}` is not a valid metric name"),
+                            "use [a-zA-Z_:][a-zA-Z0-9_:]*",
+                        );
                     }
                     if rule.for_.is_some() || !rule.annotations.is_empty() {
-                        sink.at(Severity::Error, "rules.invalid", src, &base, format!("recording rule `{rec}` has `for` or `annotations`, which only alerting rules take"), "remove them");
+                        sink.at(
+                            Severity::Error,
+                            "rules.invalid",
+                            src,
+                            &base,
+                            format!("recording rule `{rec}` has `for` or `annotations`, which only alerting rules take"),
+                            "remove them",
+                        );
                     }
                 }
                 (Some(name), None) => {
@@ -337,7 +349,11 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                             "rules.duplicate_alert",
                             src,
                             &format!("{base}/alert"),
-                            format!("alert `{name}` appears twice in group `{}` with the same labels (first as rule {}); their alerts collide", group.name, first + 1),
+                            format!(
+                                "alert `{name}` appears twice in group `{}` with the same labels (first as rule {}); their alerts collide",
+                                group.name,
+                                first + 1
+                            ),
                             "rename one, or give them different labels (e.g. severity)",
                         );
                     } else {

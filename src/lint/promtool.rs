@@ -22,11 +22,9 @@ fn docker_reachable() -> Result<()> {
             format!("--with-promtool needs Docker, which did not answer: {}", String::from_utf8_lossy(&o.stderr).trim()),
             "start the Docker daemon (or check DOCKER_HOST and that you may use /var/run/docker.sock), or lint without --with-promtool",
         )),
-        Err(e) => Err(Error::config(
-            "docker_unreachable",
-            format!("--with-promtool needs the docker CLI: {e}"),
-            "install Docker, or lint without --with-promtool",
-        )),
+        Err(e) => {
+            Err(Error::config("docker_unreachable", format!("--with-promtool needs the docker CLI: {e}"), "install Docker, or lint without --with-promtool"))
+        }
     }
 }
 
@@ -87,7 +85,14 @@ fn map_output(sink: &mut Sink, code: &'static str, file: &str, text: &str, conta
         };
         any = true;
         let line = line_re.captures(msg).and_then(|c| c[1].parse().ok());
-        sink.push(Severity::Error, code, file, line.map(|l| (l, 1)), msg.replace(container_prefix, host_prefix), "reported by the official tool of the pinned version");
+        sink.push(
+            Severity::Error,
+            code,
+            file,
+            line.map(|l| (l, 1)),
+            msg.replace(container_prefix, host_prefix),
+            "reported by the official tool of the pinned version",
+        );
     }
     if !any {
         let msg = text.trim().replace(container_prefix, host_prefix);

@@ -141,11 +141,7 @@ pub fn lint_stack(dir: &Path, opts: &Options, sink: &mut Sink) -> Result<()> {
         return Ok(());
     };
     let stack = Stack { dir: dir.to_path_buf(), manifest: manifest.clone() };
-    let files: Vec<String> = stack
-        .files()?
-        .into_iter()
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .collect::<Vec<_>>();
+    let files: Vec<String> = stack.files()?.into_iter().map(|p| p.to_string_lossy().replace('\\', "/")).collect::<Vec<_>>();
     let mut files = files;
     files.sort();
     let mut ports = BTreeMap::new();

@@ -151,23 +151,9 @@ pub const PROM_AM: Keys = &[
 ];
 pub const PROM_STATIC: Keys = &[("targets", ALWAYS), ("labels", ALWAYS)];
 pub const RULE_FILE: Keys = &[("groups", ALWAYS)];
-pub const RULE_GROUP: Keys = &[
-    ("name", ALWAYS),
-    ("interval", ALWAYS),
-    ("rules", ALWAYS),
-    ("limit", v(2, 31)),
-    ("query_offset", v(2, 53)),
-    ("labels", v(3, 0)),
-];
-pub const RULE: Keys = &[
-    ("alert", ALWAYS),
-    ("record", ALWAYS),
-    ("expr", ALWAYS),
-    ("for", ALWAYS),
-    ("labels", ALWAYS),
-    ("annotations", ALWAYS),
-    ("keep_firing_for", v(2, 42)),
-];
+pub const RULE_GROUP: Keys = &[("name", ALWAYS), ("interval", ALWAYS), ("rules", ALWAYS), ("limit", v(2, 31)), ("query_offset", v(2, 53)), ("labels", v(3, 0))];
+pub const RULE: Keys =
+    &[("alert", ALWAYS), ("record", ALWAYS), ("expr", ALWAYS), ("for", ALWAYS), ("labels", ALWAYS), ("annotations", ALWAYS), ("keep_firing_for", v(2, 42))];
 
 pub const AM_TOP: Keys = &[
     ("global", ALWAYS),
@@ -224,14 +210,8 @@ pub const AM_RECEIVER: Keys = &[
     ("incidentio_configs", v(0, 29)),
     ("mattermost_configs", v(0, 30)),
 ];
-pub const AM_WEBHOOK: Keys = &[
-    ("url", ALWAYS),
-    ("url_file", v(0, 25)),
-    ("send_resolved", ALWAYS),
-    ("http_config", ALWAYS),
-    ("max_alerts", ALWAYS),
-    ("timeout", v(0, 28)),
-];
+pub const AM_WEBHOOK: Keys =
+    &[("url", ALWAYS), ("url_file", v(0, 25)), ("send_resolved", ALWAYS), ("http_config", ALWAYS), ("max_alerts", ALWAYS), ("timeout", v(0, 28))];
 
 /// Which product a key table belongs to (for messages and codes).
 #[derive(Clone, Copy)]
@@ -269,12 +249,7 @@ pub fn check_keys(sink: &mut Sink, src: &Source, product: Product, version: Vers
                 "version.unsupported",
                 src,
                 &at,
-                format!(
-                    "`{k}` in {what} needs {} {} or newer; the stack pins {}, which refuses to load this file",
-                    product.name(),
-                    since,
-                    version
-                ),
+                format!("`{k}` in {what} needs {} {} or newer; the stack pins {}, which refuses to load this file", product.name(), since, version),
                 format!("remove `{k}`, or pin a {} image of {} or newer in stackproof.yml", product.name(), since),
             ),
             Some(_) => {}

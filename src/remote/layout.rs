@@ -59,7 +59,11 @@ pub async fn state(ssh: &Ssh) -> Result<RemoteState> {
     let dir = &ssh.host().remote_dir;
     let out = ssh.script(STATE_SCRIPT, &[dir.as_str()]).await?;
     if !out.success() {
-        return Err(Error::remote("remote_failed", format!("reading the state of {dir} failed: {}", out.stderr.trim()), "check that the login shell works on the host"));
+        return Err(Error::remote(
+            "remote_failed",
+            format!("reading the state of {dir} failed: {}", out.stderr.trim()),
+            "check that the login shell works on the host",
+        ));
     }
     Ok(parse_state(&out.stdout))
 }
@@ -205,7 +209,11 @@ pub async fn swap(ssh: &Ssh, id: &str) -> Result<()> {
     let dir = &ssh.host().remote_dir;
     let out = ssh.script(SWAP_SCRIPT, &[dir.as_str(), id]).await?;
     if !out.stdout.contains("SWAPPED") {
-        return Err(Error::remote("swap_failed", format!("switching {dir}/current to {id} failed: {}", out.stderr.trim()), "the previous release is still current; deploy again"));
+        return Err(Error::remote(
+            "swap_failed",
+            format!("switching {dir}/current to {id} failed: {}", out.stderr.trim()),
+            "the previous release is still current; deploy again",
+        ));
     }
     Ok(())
 }
@@ -220,12 +228,7 @@ pub fn prune_candidates(releases: &[String], keep: usize, protect: &[Option<&str
     let mut sorted = releases.to_vec();
     sorted.sort();
     let n = sorted.len();
-    sorted
-        .into_iter()
-        .enumerate()
-        .filter(|(i, r)| *i + keep < n && !protect.contains(&Some(r.as_str())))
-        .map(|(_, r)| r)
-        .collect()
+    sorted.into_iter().enumerate().filter(|(i, r)| *i + keep < n && !protect.contains(&Some(r.as_str()))).map(|(_, r)| r).collect()
 }
 
 pub async fn prune(ssh: &Ssh, victims: &[String]) -> Result<()> {

@@ -38,11 +38,7 @@ impl RemoteOutput {
         self.code == Some(0)
     }
     fn from(o: Output) -> Self {
-        RemoteOutput {
-            code: o.status.code(),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        RemoteOutput { code: o.status.code(), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
     }
 }
 
@@ -50,18 +46,11 @@ impl Ssh {
     /// Connect with the host entry's user, port, key and known_hosts, checking the host
     /// key strictly. An unknown or changed key is a `host_key` error saying how to trust it.
     pub async fn connect(host: &Host) -> Result<Ssh> {
-        let dir = tempfile::Builder::new()
-            .prefix("sp-")
-            .tempdir_in("/tmp")
-            .map_err(|e| Error::io("/tmp", e))?;
+        let dir = tempfile::Builder::new().prefix("sp-").tempdir_in("/tmp").map_err(|e| Error::io("/tmp", e))?;
         // The crate has no generic `-o` setter; options go through a config file. It also
         // keeps ssh from reading the operator's ~/.ssh/config aliases by accident.
         let cfg = dir.path().join("config");
-        std::fs::write(
-            &cfg,
-            "StreamLocalBindUnlink yes\nServerAliveCountMax 3\nExitOnForwardFailure yes\nLogLevel ERROR\n",
-        )
-        .map_err(|e| Error::io(&cfg, e))?;
+        std::fs::write(&cfg, "StreamLocalBindUnlink yes\nServerAliveCountMax 3\nExitOnForwardFailure yes\nLogLevel ERROR\n").map_err(|e| Error::io(&cfg, e))?;
         let mut b = SessionBuilder::default();
         b.user(host.user.clone())
             .port(host.port)
@@ -113,12 +102,7 @@ impl Ssh {
     }
 
     /// Like `script`, feeding `stdin` to the remote process.
-    pub async fn script_with_stdin<S: AsRef<str>>(
-        &self,
-        script: &'static str,
-        args: &[S],
-        stdin: Vec<u8>,
-    ) -> Result<RemoteOutput> {
+    pub async fn script_with_stdin<S: AsRef<str>>(&self, script: &'static str, args: &[S], stdin: Vec<u8>) -> Result<RemoteOutput> {
         use tokio::io::AsyncWriteExt;
         let mut cmd = self.session.command("sh");
         cmd.arg("-c").arg(script).arg("sh");
@@ -145,16 +129,13 @@ impl Ssh {
     /// Forward a local unix socket to a remote unix socket (the Docker socket).
     pub async fn forward_unix(&self, remote: &str, name: &str) -> Result<PathBuf> {
         let local = self.dir.path().join(name);
-        self.session
-            .request_port_forward(ForwardType::Local, local.as_path(), Path::new(remote))
-            .await
-            .map_err(|e| {
-                Error::remote(
-                    "forward_failed",
-                    format!("cannot forward {remote} on {}: {e}", self.host.name),
-                    "check that the socket exists and that sshd allows stream-local forwarding (AllowStreamLocalForwarding)",
-                )
-            })?;
+        self.session.request_port_forward(ForwardType::Local, local.as_path(), Path::new(remote)).await.map_err(|e| {
+            Error::remote(
+                "forward_failed",
+                format!("cannot forward {remote} on {}: {e}", self.host.name),
+                "check that the socket exists and that sshd allows stream-local forwarding (AllowStreamLocalForwarding)",
+            )
+        })?;
         Ok(local)
     }
 
@@ -188,29 +169,19 @@ impl Ssh {
 
     /// Listen on `127.0.0.1:remote_port` on the host and forward to `127.0.0.1:local_port` here.
     pub async fn reverse_tunnel(&self, remote_port: u16, local_port: u16) -> Result<()> {
-        self.session
-            .request_port_forward(
-                ForwardType::Remote,
-                Socket::new("127.0.0.1", remote_port),
-                Socket::new("127.0.0.1", local_port),
+        self.session.request_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", remote_port), Socket::new("127.0.0.1", local_port)).await.map_err(|e| {
+            Error::remote(
+                "forward_failed",
+                format!("cannot listen on 127.0.0.1:{remote_port} on {} for the drill receiver: {e}", self.host.name),
+                format!("is port {remote_port} taken on the host? change `drill.port` in the manifest"),
             )
-            .await
-            .map_err(|e| {
-                Error::remote(
-                    "forward_failed",
-                    format!("cannot listen on 127.0.0.1:{remote_port} on {} for the drill receiver: {e}", self.host.name),
-                    format!("is port {remote_port} taken on the host? change `drill.port` in the manifest"),
-                )
-            })
+        })
     }
 
     /// Close a reverse tunnel opened by `reverse_tunnel`, so another one (a later drill
     /// on the same connection) can listen on the same port.
     pub async fn close_reverse_tunnel(&self, remote_port: u16, local_port: u16) {
-        if let Err(e) = self
-            .session
-            .close_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", remote_port), Socket::new("127.0.0.1", local_port))
-            .await
+        if let Err(e) = self.session.close_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", remote_port), Socket::new("127.0.0.1", local_port)).await
         {
             tracing::debug!("closing the reverse tunnel on port {remote_port}: {e}");
         }
@@ -228,12 +199,7 @@ impl Ssh {
             let p = e.path().join("master");
             if p.exists() {
                 // ssh -O check prints "Master running (pid=N)"
-                let out = std::process::Command::new("ssh")
-                    .arg("-S")
-                    .arg(&p)
-                    .args(["-O", "check", "x"])
-                    .output()
-                    .ok()?;
+                let out = std::process::Command::new("ssh").arg("-S").arg(&p).args(["-O", "check", "x"]).output().ok()?;
                 let text = String::from_utf8_lossy(&out.stderr);
                 let pid = text.split("pid=").nth(1)?.trim_end_matches([')', '\n', '\r']).trim_end_matches(')');
                 return pid.parse().ok();
@@ -278,11 +244,7 @@ fn connect_error(host: &Host, e: &openssh::Error) -> Error {
 }
 
 pub(crate) fn classify_connect_error(host: &Host, text: &str) -> Error {
-    let kh = host
-        .known_hosts
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    let kh = host.known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.ssh/known_hosts".into());
     let key_name = if host.port == 22 { host.address.clone() } else { format!("[{}]:{}", host.address, host.port) };
     if text.contains("IDENTIFICATION HAS CHANGED") || text.contains("key for") && text.contains("has changed") {
         return Error::HostKey {

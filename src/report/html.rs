@@ -57,11 +57,7 @@ fn mark(s: Status) -> &'static str {
 pub fn render_html(r: &Report) -> String {
     let mut h = String::new();
     let failed = r.checks.iter().filter(|c| c.status == Status::Fail).count();
-    let verdict = if r.ok {
-        format!("All {} checks passed", r.checks.len())
-    } else {
-        format!("{failed} of {} checks failed", r.checks.len())
-    };
+    let verdict = if r.ok { format!("All {} checks passed", r.checks.len()) } else { format!("{failed} of {} checks failed", r.checks.len()) };
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
@@ -101,27 +97,16 @@ pub fn render_html(r: &Report) -> String {
         h.push_str("<p class=\"empty\">No dashboard was reached in this run.</p>\n");
     }
     for d in &r.dashboards {
-        let _ = writeln!(
-            h,
-            "<section class=\"dash\"><h3>{} <small>{} · uid {}</small></h3><div class=\"grid\">",
-            text(&d.title),
-            text(&d.folder),
-            text(&d.uid)
-        );
+        let _ =
+            writeln!(h, "<section class=\"dash\"><h3>{} <small>{} · uid {}</small></h3><div class=\"grid\">", text(&d.title), text(&d.folder), text(&d.uid));
         for p in &d.panels {
             let _ = write!(h, "<div class=\"panel {}\"><h4>{} {}</h4>", class(p.status), mark(p.status), text(&p.title));
             if p.queries.is_empty() {
                 h.push_str("<div class=\"empty\">no queries (text or row panel)</div>");
             }
             for q in &p.queries {
-                let _ = write!(
-                    h,
-                    "<div class=\"q\">{}: {}</div><div class=\"qd {}\">{}</div>",
-                    text(&q.ref_id),
-                    text(&q.expr),
-                    class(q.status),
-                    text(&q.detail)
-                );
+                let _ =
+                    write!(h, "<div class=\"q\">{}: {}</div><div class=\"qd {}\">{}</div>", text(&q.ref_id), text(&q.expr), class(q.status), text(&q.detail));
                 if !q.series.is_empty() {
                     h.push_str(&chart(&q.series));
                     let names: Vec<String> = q
@@ -179,9 +164,7 @@ pub fn chart(series: &[Series]) -> String {
     }
     let sx = |x: i64| PAD + (x - x0) as f64 / (x1 - x0) as f64 * (W - 2.0 * PAD);
     let sy = |y: f64| H - PAD - (y - y0) / (y1 - y0) * (H - 2.0 * PAD);
-    let mut s = format!(
-        "<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\">"
-    );
+    let mut s = format!("<svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\">");
     let _ = write!(
         s,
         "<text x=\"{}\" y=\"11\" font-size=\"9\" fill=\"#8a8f99\" text-anchor=\"end\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"9\" fill=\"#8a8f99\" text-anchor=\"end\">{}</text>",
@@ -328,7 +311,8 @@ mod tests {
         let h = render_html(&r);
         assert!(h.contains("&lt;script&gt;"), "detail must be escaped");
         assert!(!h.contains("<script"), "no script at all");
-        let resource = regex::Regex::new(r#"(?i)(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?\s*(https?:)?//|@import|<link|<iframe|<object|<embed"#).unwrap();
+        let resource =
+            regex::Regex::new(r#"(?i)(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?\s*(https?:)?//|@import|<link|<iframe|<object|<embed"#).unwrap();
         assert!(!resource.is_match(&h), "external resource reference: {:?}", resource.find(&h));
         assert!(h.contains("<polyline"), "chart drawn");
         assert!(h.contains("webhook firing"));
@@ -339,13 +323,13 @@ mod tests {
     fn drill_stages_are_drawn_against_their_bounds() {
         let mut r = crate::report::tests::sample();
         r.drill = Some(serde_json::json!({
-            "ok": false, "alert": "StackproofDrill", "fired_after_s": 7.8, "fire_bound_s": 16.0, "delivered": false,
-            "delivered_after_s": null, "resolved_after_s": null, "resolve_bound_s": 13.0,
-            "stages": [
-                {"name": "target down", "phase": "outage", "after_s": 2.9, "bound_s": 10.0, "ok": true},
-                {"name": "StackproofDrill delivered <to> stackproof", "phase": "outage", "after_s": null, "bound_s": 18.0, "ok": false},
-                {"name": "target up", "phase": "recovery", "after_s": 7.0, "bound_s": 6.0, "ok": false}
-            ]}));
+        "ok": false, "alert": "StackproofDrill", "fired_after_s": 7.8, "fire_bound_s": 16.0, "delivered": false,
+        "delivered_after_s": null, "resolved_after_s": null, "resolve_bound_s": 13.0,
+        "stages": [
+            {"name": "target down", "phase": "outage", "after_s": 2.9, "bound_s": 10.0, "ok": true},
+            {"name": "StackproofDrill delivered <to> stackproof", "phase": "outage", "after_s": null, "bound_s": 18.0, "ok": false},
+            {"name": "target up", "phase": "recovery", "after_s": 7.0, "bound_s": 6.0, "ok": false}
+        ]}));
         let h = render_html(&r);
         assert!(h.contains("After the exporter stopped") && h.contains("After the exporter answered again"));
         assert!(h.contains("delivered &lt;to&gt; stackproof"), "names escaped");

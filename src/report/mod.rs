@@ -75,13 +75,7 @@ mod tests {
     use crate::verify::{Check, DashboardResult, PanelResult, QueryResult};
 
     pub(crate) fn sample() -> Report {
-        let c = |name: &str, status, detail: &str, hint: &str| Check {
-            name: name.into(),
-            status,
-            detail: detail.into(),
-            hint: hint.into(),
-            duration_ms: 12,
-        };
+        let c = |name: &str, status, detail: &str, hint: &str| Check { name: name.into(), status, detail: detail.into(), hint: hint.into(), duration_ms: 12 };
         Report {
             ok: false,
             checks: vec![

@@ -108,9 +108,7 @@ pub enum MatchOp {
 impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
         let re = match op {
-            MatchOp::Re | MatchOp::NotRe => Some(
-                regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("invalid regex {value:?}: {e}"))?,
-            ),
+            MatchOp::Re | MatchOp::NotRe => Some(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("invalid regex {value:?}: {e}"))?),
             _ => None,
         };
         Ok(Matcher { name: name.into(), op, value: value.into(), re })
@@ -152,11 +150,7 @@ impl Matcher {
 }
 
 /// Combine `match`, `match_re` and `matchers` into one list.
-pub fn collect_matchers(
-    eq: &BTreeMap<String, Text>,
-    re: &BTreeMap<String, Text>,
-    list: &[String],
-) -> Result<Vec<Matcher>, String> {
+pub fn collect_matchers(eq: &BTreeMap<String, Text>, re: &BTreeMap<String, Text>, list: &[String]) -> Result<Vec<Matcher>, String> {
     let mut out = Vec::new();
     for (k, v) in eq {
         out.push(Matcher::new(k, MatchOp::Eq, v.as_str())?);

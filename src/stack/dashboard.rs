@@ -183,11 +183,7 @@ impl PanelRef {
 
     /// Targets Grafana runs against Prometheus: not hidden, non-empty `expr`.
     pub fn prometheus_targets(&self) -> impl Iterator<Item = &Target> {
-        self.targets.iter().filter(move |t| {
-            !t.hide
-                && t.expr.as_deref().is_some_and(|e| !e.trim().is_empty())
-                && self.target_datasource(t).may_be_prometheus()
-        })
+        self.targets.iter().filter(move |t| !t.hide && t.expr.as_deref().is_some_and(|e| !e.trim().is_empty()) && self.target_datasource(t).may_be_prometheus())
     }
 }
 
@@ -258,9 +254,7 @@ pub struct Dashboard {
 
 fn var_regex() -> &'static regex::Regex {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        regex::Regex::new(r"\$\{(\w+)(?::([\w]+))?\}|\[\[(\w+)(?::([\w]+))?\]\]|\$(\w+)").expect("static regex")
-    })
+    RE.get_or_init(|| regex::Regex::new(r"\$\{(\w+)(?::([\w]+))?\}|\[\[(\w+)(?::([\w]+))?\]\]|\$(\w+)").expect("static regex"))
 }
 
 /// Escape regex metacharacters the way Grafana's Prometheus datasource does for a
@@ -337,10 +331,7 @@ impl Dashboard {
         if let Some(list) = self.raw.pointer("/annotations/list").and_then(Value::as_array) {
             for (i, a) in list.iter().enumerate() {
                 if a.get("datasource").is_some() {
-                    out.push((
-                        vec![key("annotations"), key("list"), PathSeg::Index(i), key("datasource")],
-                        DsRef::from_json(a.get("datasource")),
-                    ));
+                    out.push((vec![key("annotations"), key("list"), PathSeg::Index(i), key("datasource")], DsRef::from_json(a.get("datasource"))));
                 }
             }
         }
@@ -390,10 +381,7 @@ impl Dashboard {
             return (vec![v.all_value.clone().unwrap_or_else(|| ".*".into())], true);
         }
         if v.kind == "interval" {
-            vals = vals
-                .into_iter()
-                .map(|s| if s.starts_with("$__auto_interval") || s == "auto" { b.interval.clone() } else { s })
-                .collect();
+            vals = vals.into_iter().map(|s| if s.starts_with("$__auto_interval") || s == "auto" { b.interval.clone() } else { s }).collect();
         }
         if vals.is_empty() {
             vals.push(match v.kind.as_str() {
@@ -463,7 +451,11 @@ fn parse_variables(raw: &Value) -> Vec<Variable> {
             };
             let current = v.get("current").map(|c| {
                 let vals = strings_of(c.get("value"));
-                if vals.is_empty() { strings_of(c.get("text")) } else { vals }
+                if vals.is_empty() {
+                    strings_of(c.get("text"))
+                } else {
+                    vals
+                }
             });
             let mut options: Vec<String> = v
                 .get("options")

@@ -337,8 +337,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_with_line() {
-        let e = Manifest::from_yaml("name: x\nservices: {}\nhost_exporter: {command: [a], port: 1}\nverfy: {}\n")
-            .unwrap_err();
+        let e = Manifest::from_yaml("name: x\nservices: {}\nhost_exporter: {command: [a], port: 1}\nverfy: {}\n").unwrap_err();
         assert!(e.to_string().contains("verfy"), "{e}");
         assert_eq!(e.location().unwrap().line(), 4);
     }

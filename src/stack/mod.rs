@@ -43,11 +43,7 @@ impl Stack {
         })?;
         let manifest = Manifest::from_yaml(&text).map_err(|e| {
             let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-            Error::config(
-                "stack_invalid",
-                format!("{}{at}: {e}", path.display()),
-                format!("run `stackproof lint --stack {}` for every finding", dir.display()),
-            )
+            Error::config("stack_invalid", format!("{}{at}: {e}", path.display()), format!("run `stackproof lint --stack {}` for every finding", dir.display()))
         })?;
         Ok(Stack { dir: dir.to_path_buf(), manifest })
     }

@@ -42,15 +42,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             i += 1;
         }
         let unit = &s[ustart..i];
-        let pos = UNITS.iter().position(|(u, _)| *u == unit).ok_or_else(|| format!("not a valid duration string: {s:?} (unknown unit {unit:?}; use y, w, d, h, m, s or ms)"))?;
+        let pos = UNITS
+            .iter()
+            .position(|(u, _)| *u == unit)
+            .ok_or_else(|| format!("not a valid duration string: {s:?} (unknown unit {unit:?}; use y, w, d, h, m, s or ms)"))?;
         if pos < next_unit {
             return Err(format!("not a valid duration string: {s:?} (units must go from largest to smallest, each once)"));
         }
         next_unit = pos + 1;
-        total = n
-            .checked_mul(UNITS[pos].1)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration out of range: {s:?}"))?;
+        total = n.checked_mul(UNITS[pos].1).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("duration out of range: {s:?}"))?;
     }
     Ok(Duration::from_millis(total))
 }
@@ -282,10 +282,7 @@ mod tests {
 
     #[test]
     fn config_intervals() {
-        let c = Config::from_yaml(
-            "global: {scrape_interval: 15s}\nscrape_configs:\n- job_name: a\n  scrape_interval: 5s\n- job_name: b\n",
-        )
-        .unwrap();
+        let c = Config::from_yaml("global: {scrape_interval: 15s}\nscrape_configs:\n- job_name: a\n  scrape_interval: 5s\n- job_name: b\n").unwrap();
         assert_eq!(c.scrape_interval("a"), Some(Duration::from_secs(5)));
         assert_eq!(c.scrape_interval("b"), Some(Duration::from_secs(15)));
         assert_eq!(c.evaluation_interval(), Duration::from_secs(60));

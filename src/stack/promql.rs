@@ -66,11 +66,7 @@ pub fn selector_name(vs: &VectorSelector) -> Option<&str> {
     if let Some(n) = &vs.name {
         return Some(n);
     }
-    vs.matchers
-        .matchers
-        .iter()
-        .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
-        .map(|m| m.value.as_str())
+    vs.matchers.matchers.iter().find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal)).map(|m| m.value.as_str())
 }
 
 /// Metric names the query selects by exact name (regex `__name__` matchers are skipped).
@@ -140,9 +136,7 @@ impl OutputLabels {
 
     fn keep_only(self, labels: &[String]) -> Self {
         match self {
-            OutputLabels::Open { dropped } => {
-                OutputLabels::closed(labels.iter().filter(|l| !dropped.contains(*l)).cloned())
-            }
+            OutputLabels::Open { dropped } => OutputLabels::closed(labels.iter().filter(|l| !dropped.contains(*l)).cloned()),
             OutputLabels::Closed(set) => OutputLabels::closed(labels.iter().filter(|l| set.contains(*l)).cloned()),
         }
     }
@@ -168,11 +162,8 @@ impl OutputLabels {
                 a.extend(b);
                 OutputLabels::Closed(a)
             }
-            (OutputLabels::Open { dropped: a }, OutputLabels::Open { dropped: b }) => {
-                OutputLabels::Open { dropped: a.intersection(&b).cloned().collect() }
-            }
-            (OutputLabels::Open { dropped }, OutputLabels::Closed(set))
-            | (OutputLabels::Closed(set), OutputLabels::Open { dropped }) => {
+            (OutputLabels::Open { dropped: a }, OutputLabels::Open { dropped: b }) => OutputLabels::Open { dropped: a.intersection(&b).cloned().collect() },
+            (OutputLabels::Open { dropped }, OutputLabels::Closed(set)) | (OutputLabels::Closed(set), OutputLabels::Open { dropped }) => {
                 OutputLabels::Open { dropped: dropped.into_iter().filter(|l| !set.contains(l)).collect() }
             }
         }
@@ -227,8 +218,8 @@ pub fn output_labels(ast: &Expr) -> OutputLabels {
                     }
                     OutputLabels::Closed(set)
                 }
-                "vector" | "time" | "scalar" | "pi" | "minute" | "hour" | "day_of_month" | "day_of_week"
-                | "day_of_year" | "days_in_month" | "month" | "year"
+                "vector" | "time" | "scalar" | "pi" | "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "month"
+                | "year"
                     if args.first().map(|a| a.value_type() != ValueType::Vector).unwrap_or(true) =>
                 {
                     OutputLabels::Closed(BTreeSet::new())
@@ -240,10 +231,7 @@ pub fn output_labels(ast: &Expr) -> OutputLabels {
                         _ => inner,
                     }
                 }
-                "histogram_quantile" => args
-                    .get(1)
-                    .map(|a| output_labels(a).without(&["le".to_string()]))
-                    .unwrap_or(OutputLabels::Closed(BTreeSet::new())),
+                "histogram_quantile" => args.get(1).map(|a| output_labels(a).without(&["le".to_string()])).unwrap_or(OutputLabels::Closed(BTreeSet::new())),
                 _ => {
                     // Most functions keep the labels of their (first) vector argument.
                     match args.iter().find(|a| matches!(a.value_type(), ValueType::Vector | ValueType::Matrix)) {
@@ -306,10 +294,7 @@ pub fn impossible_selector(vs: &VectorSelector) -> Option<String> {
         if let MatchOp::Equal = m.op {
             for other in all.iter().filter(|o| o.name == m.name && !std::ptr::eq(*o, m)) {
                 if !other.is_match(&m.value) {
-                    return Some(format!(
-                        "`{}=\"{}\"` and `{}{}\"{}\"` cannot both hold",
-                        m.name, m.value, other.name, other.op, other.value
-                    ));
+                    return Some(format!("`{}=\"{}\"` and `{}{}\"{}\"` cannot both hold", m.name, m.value, other.name, other.op, other.value));
                 }
             }
         }

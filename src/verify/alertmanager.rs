@@ -79,11 +79,8 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {
     out.push(c);
 
     // Judge routing on the running config when we have it (that is what routes alerts).
-    let cfg: Option<Result<AmConfig, String>> = loaded
-        .as_ref()
-        .ok()
-        .or(deployed)
-        .map(|y| serde_yaml::from_value::<AmConfig>(y.clone()).map_err(|e| format!("cannot read the routing tree: {e}")));
+    let cfg: Option<Result<AmConfig, String>> =
+        loaded.as_ref().ok().or(deployed).map(|y| serde_yaml::from_value::<AmConfig>(y.clone()).map_err(|e| format!("cannot read the routing tree: {e}")));
     out.push(
         timed("alertmanager: receivers defined", async {
             let cfg = match &cfg {
@@ -121,10 +118,7 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {
             } else {
                 Outcome::fail(
                     format!("{{{shown}}} is routed to [{}], expected only `{}`", got.join(", "), drill.receiver),
-                    format!(
-                        "put a route `matchers: [alertname=\"{}\"]` → `{}` with `continue: false` first under the root route",
-                        drill.alert, drill.receiver
-                    ),
+                    format!("put a route `matchers: [alertname=\"{}\"]` → `{}` with `continue: false` first under the root route", drill.alert, drill.receiver),
                 )
             }
         })
@@ -186,7 +180,10 @@ receivers: [{name: default}, {name: stackproof-drill}]
 
     #[test]
     fn an_earlier_catch_all_swallows_the_drill() {
-        let c = AmConfig::from_yaml("route:\n  receiver: default\n  routes:\n    - receiver: all\n    - matchers: [alertname=StackproofDrill]\n      receiver: stackproof-drill\n").unwrap();
+        let c = AmConfig::from_yaml(
+            "route:\n  receiver: default\n  routes:\n    - receiver: all\n    - matchers: [alertname=StackproofDrill]\n      receiver: stackproof-drill\n",
+        )
+        .unwrap();
         assert_eq!(receivers_for(&c, &labels(&[("alertname", "StackproofDrill")])), vec!["all"]);
     }
 

@@ -8,9 +8,9 @@ use super::alertmanager::first;
 use super::frames::{self, Outcome as Judged};
 use super::http::{join, Auth};
 use super::panels;
-use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
 use super::stackfiles::{prom_duration, DashFile};
 use super::{poll, skipped, timed, Attempt, Check, Ctx, DashboardResult, Outcome, PanelResult, QueryResult, Status};
+use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -124,7 +124,9 @@ async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
             .await;
             let v = match found {
                 Ok(v) => v,
-                Err(e) => return Outcome::fail(format!("not provisioned: {e}"), format!("check {} and Grafana's log (logger=provisioning.datasources)", d.file)),
+                Err(e) => {
+                    return Outcome::fail(format!("not provisioned: {e}"), format!("check {} and Grafana's log (logger=provisioning.datasources)", d.file))
+                }
             };
             let running_url = v.get("url").and_then(Value::as_str).unwrap_or("");
             if !d.url.is_empty() && running_url != d.url {
@@ -262,7 +264,10 @@ async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>
             let ext = meta.get("provisionedExternalId").and_then(Value::as_str).unwrap_or("");
             let prov = meta.get("provisioned").and_then(Value::as_bool).unwrap_or(false);
             if ext.is_empty() {
-                return Outcome::fail(format!("`{title}` is not provisioned from a file (saved through the UI or API?)"), "delete the UI copy; provisioning recreates it from the file");
+                return Outcome::fail(
+                    format!("`{title}` is not provisioned from a file (saved through the UI or API?)"),
+                    "delete the UI copy; provisioning recreates it from the file",
+                );
             }
             if ext != f.rel {
                 return Outcome::fail(format!("`{title}` is provisioned from `{ext}`, expected `{}`", f.rel), "two files share this uid: keep one");
@@ -359,7 +364,13 @@ async fn panel_checks(ctx: &Ctx<'_>, visible: &[(String, String, String)]) -> (V
         Err(e) => {
             let checks = visible
                 .iter()
-                .map(|(_, title, _)| Check { name: format!("grafana: panels of {title}"), status: Status::Fail, detail: e.clone(), hint: String::new(), duration_ms: 0 })
+                .map(|(_, title, _)| Check {
+                    name: format!("grafana: panels of {title}"),
+                    status: Status::Fail,
+                    detail: e.clone(),
+                    hint: String::new(),
+                    duration_ms: 0,
+                })
                 .collect();
             return (checks, vec![]);
         }
@@ -371,7 +382,16 @@ async fn panel_checks(ctx: &Ctx<'_>, visible: &[(String, String, String)]) -> (V
         let dash = match get(ctx, &format!("/api/dashboards/uid/{uid}")).await {
             Ok(v) => v.get("dashboard").cloned().unwrap_or(Value::Null),
             Err(e) => {
-                results.push(DashboardResult { uid: uid.clone(), title: label.clone(), folder: folder.clone(), panels: vec![PanelResult { title: "(dashboard)".into(), status: Status::Fail, queries: vec![QueryResult { ref_id: String::new(), expr: String::new(), status: Status::Fail, detail: e, series: vec![] }] }] });
+                results.push(DashboardResult {
+                    uid: uid.clone(),
+                    title: label.clone(),
+                    folder: folder.clone(),
+                    panels: vec![PanelResult {
+                        title: "(dashboard)".into(),
+                        status: Status::Fail,
+                        queries: vec![QueryResult { ref_id: String::new(), expr: String::new(), status: Status::Fail, detail: e, series: vec![] }],
+                    }],
+                });
                 continue;
             }
         };

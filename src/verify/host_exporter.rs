@@ -87,7 +87,10 @@ pub(crate) async fn checks(ctx: &Ctx<'_>, full: bool) -> Vec<Check> {
         detail: match &parsed {
             // Prometheus 3 refuses a scrape without a valid Content-Type.
             Ok(ex) if content_type.starts_with("text/plain") => format!("{} series names, {content_type}", ex.samples.len()),
-            Ok(ex) => format!("{} series names; warning: Content-Type is `{content_type}`, not text/plain; version=0.0.4 (Prometheus 3 refuses such scrapes)", ex.samples.len()),
+            Ok(ex) => format!(
+                "{} series names; warning: Content-Type is `{content_type}`, not text/plain; version=0.0.4 (Prometheus 3 refuses such scrapes)",
+                ex.samples.len()
+            ),
             Err(errs) => first(errs, 5),
         },
         hint: if parsed.is_ok() { String::new() } else { "fix the exporter's output (`promtool check metrics` shows the same problems)".into() },

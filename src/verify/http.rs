@@ -41,12 +41,7 @@ impl Answer {
     /// `message` of a Grafana/Prometheus error body, else the body's start.
     pub fn message(&self) -> String {
         match serde_json::from_str::<serde_json::Value>(&self.body) {
-            Ok(v) => v
-                .get("message")
-                .or_else(|| v.get("error"))
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| clip(&self.body, 200)),
+            Ok(v) => v.get("message").or_else(|| v.get("error")).and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| clip(&self.body, 200)),
             Err(_) => clip(self.body.trim(), 200),
         }
     }
@@ -91,12 +86,7 @@ impl Http {
 async fn send(rb: reqwest::RequestBuilder, url: &str) -> Result<Answer, String> {
     let resp = rb.send().await.map_err(|e| describe(&e, url))?;
     let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = resp.text().await.map_err(|e| describe(&e, url))?;
     Ok(Answer { status, body, content_type })
 }

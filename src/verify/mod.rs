@@ -170,13 +170,7 @@ impl Outcome {
 pub(crate) async fn timed(name: impl Into<String>, fut: impl Future<Output = Outcome>) -> Check {
     let start = Instant::now();
     let o = fut.await;
-    Check {
-        name: name.into(),
-        status: o.status,
-        detail: o.detail,
-        hint: o.hint,
-        duration_ms: start.elapsed().as_millis() as u64,
-    }
+    Check { name: name.into(), status: o.status, detail: o.detail, hint: o.hint, duration_ms: start.elapsed().as_millis() as u64 }
 }
 
 pub(crate) fn skipped(name: impl Into<String>, why: impl Into<String>) -> Check {
@@ -287,12 +281,8 @@ pub(crate) async fn ready_check(ctx: &Ctx<'_>, service: &str, base: &str) -> Che
 pub async fn run(input: &VerifyInput, progress: &crate::output::Progress) -> Report {
     let ctx = Ctx::new(input);
     progress.set_message("verify: Prometheus, Alertmanager, Grafana, host exporter");
-    let (p, a, (g, dashboards), h) = tokio::join!(
-        prometheus::checks(&ctx),
-        alertmanager::checks(&ctx),
-        grafana::checks(&ctx),
-        host_exporter::checks(&ctx, true),
-    );
+    let (p, a, (g, dashboards), h) =
+        tokio::join!(prometheus::checks(&ctx), alertmanager::checks(&ctx), grafana::checks(&ctx), host_exporter::checks(&ctx, true),);
     let mut checks = ctx.files.problems_as_checks();
     checks.extend(p);
     checks.extend(a);
@@ -313,12 +303,7 @@ pub async fn run(input: &VerifyInput, progress: &crate::output::Progress) -> Rep
 /// healthy, host exporter answering.
 pub async fn fast_checks(input: &VerifyInput) -> Report {
     let ctx = Ctx::new(input);
-    let (p, a, g, h) = tokio::join!(
-        prometheus::ready(&ctx),
-        alertmanager::ready(&ctx),
-        grafana::healthy(&ctx),
-        host_exporter::checks(&ctx, false),
-    );
+    let (p, a, g, h) = tokio::join!(prometheus::ready(&ctx), alertmanager::ready(&ctx), grafana::healthy(&ctx), host_exporter::checks(&ctx, false),);
     let mut checks = vec![p, a, g];
     checks.extend(h);
     let mut report = Report::from_checks(checks, vec![]);

@@ -51,10 +51,7 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {
 
 async fn config(ctx: &Ctx<'_>) -> Check {
     let file = ctx.files.prom_config_file.clone().unwrap_or_default();
-    let base = std::path::Path::new(&ctx.files.prom_config_container)
-        .parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/".into());
+    let base = std::path::Path::new(&ctx.files.prom_config_container).parent().map(|p| p.display().to_string()).unwrap_or_else(|| "/".into());
     timed("prometheus: config loaded", async {
         let Some(deployed) = &ctx.files.prom_config else {
             return Outcome::fail(format!("cannot read the deployed {file}"), "run `stackproof lint`");
@@ -100,10 +97,7 @@ async fn targets(ctx: &Ctx<'_>) -> Check {
             let mut problems = vec![];
             let mut up = 0;
             for job in &jobs {
-                let mine: Vec<&Value> = active
-                    .iter()
-                    .filter(|t| t.pointer("/labels/job").and_then(Value::as_str) == Some(job.as_str()))
-                    .collect();
+                let mine: Vec<&Value> = active.iter().filter(|t| t.pointer("/labels/job").and_then(Value::as_str) == Some(job.as_str())).collect();
                 if mine.is_empty() {
                     problems.push(format!("job `{job}` has no target (is it in prometheus.yml?)"));
                 }
@@ -127,7 +121,10 @@ async fn targets(ctx: &Ctx<'_>) -> Check {
         .await;
         match r {
             Ok(n) => Outcome::pass(format!("{n} targets of {} jobs up ({})", jobs.len(), jobs.join(", "))),
-            Err(e) => Outcome::fail(e, "start the service behind the down target (or fix its address in prometheus.yml); `stackproof status` shows containers and the host exporter"),
+            Err(e) => Outcome::fail(
+                e,
+                "start the service behind the down target (or fix its address in prometheus.yml); `stackproof status` shows containers and the host exporter",
+            ),
         }
     })
     .await
@@ -201,7 +198,10 @@ async fn alertmanagers(ctx: &Ctx<'_>) -> Check {
         .collect();
     timed("prometheus: alertmanager discovered", async {
         if configured.is_empty() {
-            return Outcome::fail("prometheus.yml configures no Alertmanager: alerts go nowhere", "add `alerting.alertmanagers` with the Alertmanager's address");
+            return Outcome::fail(
+                "prometheus.yml configures no Alertmanager: alerts go nowhere",
+                "add `alerting.alertmanagers` with the Alertmanager's address",
+            );
         }
         let r = poll(ctx.bounds.alertmanagers, || async {
             let data = match api(ctx, "/api/v1/alertmanagers").await {

@@ -183,10 +183,8 @@ impl StackFiles {
 
         // Prometheus config and its rule files.
         let prom_args = m.services.get("prometheus").map(|s| s.args.clone()).unwrap_or_default();
-        f.prom_config_container =
-            arg_value(&prom_args, "--config.file").unwrap_or("/etc/prometheus/prometheus.yml").to_string();
-        let prom_path = to_stack(dir, &f.prom_config_container, Path::new(""))
-            .unwrap_or_else(|| dir.join("prometheus/prometheus.yml"));
+        f.prom_config_container = arg_value(&prom_args, "--config.file").unwrap_or("/etc/prometheus/prometheus.yml").to_string();
+        let prom_path = to_stack(dir, &f.prom_config_container, Path::new("")).unwrap_or_else(|| dir.join("prometheus/prometheus.yml"));
         f.prom_config_file = Some(rel_display(dir, &prom_path));
         match read_yaml(&prom_path) {
             Ok(y) => f.prom_config = Some(y),
@@ -201,9 +199,7 @@ impl StackFiles {
                     f.problems.push(format!("rule file pattern {pat} points outside the stack"));
                     continue;
                 };
-                let paths: Vec<PathBuf> = glob::glob(&p.to_string_lossy())
-                    .map(|g| g.filter_map(Result::ok).collect())
-                    .unwrap_or_default();
+                let paths: Vec<PathBuf> = glob::glob(&p.to_string_lossy()).map(|g| g.filter_map(Result::ok).collect()).unwrap_or_default();
                 for p in paths {
                     match read_yaml(&p) {
                         Ok(y) => f.rule_groups.extend(rule_groups(&y, &rel_display(dir, &p))),
@@ -224,11 +220,8 @@ impl StackFiles {
         }
 
         // Grafana provisioning.
-        let prov_container = m
-            .services
-            .get("grafana")
-            .and_then(|s| s.env.get("GF_PATHS_PROVISIONING").cloned())
-            .unwrap_or_else(|| "/etc/grafana/provisioning".into());
+        let prov_container =
+            m.services.get("grafana").and_then(|s| s.env.get("GF_PATHS_PROVISIONING").cloned()).unwrap_or_else(|| "/etc/grafana/provisioning".into());
         let prov = to_stack(dir, &prov_container, Path::new("")).unwrap_or_else(|| dir.join("grafana/provisioning"));
         for p in yaml_files(&prov.join("datasources")) {
             match read_yaml(&p) {
@@ -337,15 +330,7 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Read one dashboard file and decide, like Grafana's file provisioner, whether it loads.
 fn dash_file(provider: usize, root: &Path, path: &Path, stack_dir: &Path) -> DashFile {
     let rel = path.strip_prefix(root).unwrap_or(path).display().to_string();
-    let mut d = DashFile {
-        provider,
-        rel,
-        file: rel_display(stack_dir, path),
-        uid: None,
-        title: None,
-        json: None,
-        problem: None,
-    };
+    let mut d = DashFile { provider, rel, file: rel_display(stack_dir, path), uid: None, title: None, json: None, problem: None };
     let v: Json = match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
         Ok(v) => v,
         Err(e) => {
@@ -390,9 +375,7 @@ fn rule_groups(y: &Yaml, file: &str) -> Vec<RuleGroup> {
                 .get("labels")
                 .and_then(Yaml::as_mapping)
                 .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().map(str::to_string).unwrap_or_else(|| format!("{v:?}")))))
-                        .collect()
+                    m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().map(str::to_string).unwrap_or_else(|| format!("{v:?}"))))).collect()
                 })
                 .unwrap_or_default();
             rules.push(Rule { name, alerting, expr: ystr(r, "expr").unwrap_or_default(), labels });

@@ -36,11 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/admin/provisioning/dashboards/reload", post(reload_dashboards))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/healthz", get(|| async { "Ok" }))
-        .merge(authed)
-        .with_state(state)
+    Router::new().route("/api/health", get(health)).route("/healthz", get(|| async { "Ok" })).merge(authed).with_state(state)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -84,11 +80,18 @@ async fn auth(State(st): St, mut req: Request, next: Next) -> Response {
             let (scheme, rest) = h.split_once(' ').unwrap_or((h.as_str(), ""));
             if scheme.eq_ignore_ascii_case("basic") {
                 let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-                let ok = decoded.as_deref().and_then(|d| d.split_once(':')).is_some_and(|(u, p)| {
-                    (u == st.cfg.admin_user || u == "admin@localhost") && p == st.cfg.admin_password
-                });
+                let ok = decoded
+                    .as_deref()
+                    .and_then(|d| d.split_once(':'))
+                    .is_some_and(|(u, p)| (u == st.cfg.admin_user || u == "admin@localhost") && p == st.cfg.admin_password);
                 if !ok {
-                    st.log.log("context", &[], "info", "Request Completed", &[("method", req.method().as_str()), ("path", req.uri().path()), ("status", "401")]);
+                    st.log.log(
+                        "context",
+                        &[],
+                        "info",
+                        "Request Completed",
+                        &[("method", req.method().as_str()), ("path", req.uri().path()), ("status", "401")],
+                    );
                     return (
                         StatusCode::UNAUTHORIZED,
                         Json(json!({"message": "Invalid username or password", "messageId": "password-auth.failed", "statusCode": 401})),
@@ -128,7 +131,8 @@ async fn user(State(st): St) -> Response {
 }
 
 async fn org() -> Response {
-    Json(json!({"id": 1, "name": "Main Org.", "address": {"address1": "", "address2": "", "city": "", "zipCode": "", "state": "", "country": ""}})).into_response()
+    Json(json!({"id": 1, "name": "Main Org.", "address": {"address1": "", "address2": "", "city": "", "zipCode": "", "state": "", "country": ""}}))
+        .into_response()
 }
 
 fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
@@ -137,12 +141,7 @@ fn query_pairs(raw: &Option<String>) -> Vec<(String, String)> {
 
 /// Values of a repeatable parameter; comma-separated values are split too.
 fn multi(pairs: &[(String, String)], key: &str) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == key)
-        .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
-        .filter(|s| !s.is_empty())
-        .collect()
+    pairs.iter().filter(|(k, _)| k == key).flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()).filter(|s| !s.is_empty()).collect()
 }
 
 fn folder_hit(f: &Folder) -> Value {
@@ -365,7 +364,11 @@ async fn datasource_health(State(st): St, Path(uid): Path<String>) -> Response {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "Unable to load datasource metadata");
     };
     if ds.ds_type != "prometheus" {
-        return (StatusCode::BAD_REQUEST, Json(json!({"status": "UNKNOWN", "message": format!("grafana-double models the health check of the prometheus type only, not {:?}", ds.ds_type)}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "UNKNOWN", "message": format!("grafana-double models the health check of the prometheus type only, not {:?}", ds.ds_type)})),
+        )
+            .into_response();
     }
     let (ok, message) = prom::health(&st.client, &ds).await;
     if ok {
@@ -458,7 +461,11 @@ async fn ds_query(State(st): St, _headers: HeaderMap, body: Bytes) -> Response {
     let mut any_error = false;
     for (ds, q) in parsed {
         let r = if ds.ds_type != "prometheus" {
-            prom::DataResponse { frames: vec![], error: Some(format!("grafana-double models the prometheus datasource type only, not {:?}", ds.ds_type)), status: 500 }
+            prom::DataResponse {
+                frames: vec![],
+                error: Some(format!("grafana-double models the prometheus datasource type only, not {:?}", ds.ds_type)),
+                status: 500,
+            }
         } else if q.expr.is_empty() {
             // promlib skips queries with an empty expression
             prom::DataResponse { frames: vec![], error: None, status: 200 }
@@ -480,7 +487,10 @@ async fn frontend_settings(State(st): St) -> Response {
     let default = store.datasources.iter().find(|d| d.is_default).map(|d| d.name.clone()).unwrap_or_else(|| "-- Grafana --".into());
     let mut map = Map::new();
     for d in &store.datasources {
-        map.insert(d.name.clone(), json!({"id": d.id, "uid": d.uid, "type": d.ds_type, "name": d.name, "url": d.url, "isDefault": d.is_default, "jsonData": d.json_data}));
+        map.insert(
+            d.name.clone(),
+            json!({"id": d.id, "uid": d.uid, "type": d.ds_type, "name": d.name, "url": d.url, "isDefault": d.is_default, "jsonData": d.json_data}),
+        );
     }
     Json(json!({"defaultDatasource": default, "datasources": map, "buildInfo": {"version": GRAFANA_VERSION, "commit": COMMIT}})).into_response()
 }

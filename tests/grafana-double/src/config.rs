@@ -86,21 +86,15 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Config, String> {
         let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
         let http_port = match get("GF_SERVER_HTTP_PORT") {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| format!("failed to parse \"GF_SERVER_HTTP_PORT\": invalid port {p:?}"))?,
+            Some(p) => p.parse::<u16>().map_err(|_| format!("failed to parse \"GF_SERVER_HTTP_PORT\": invalid port {p:?}"))?,
             None => 3000,
         };
         let delay_ms = match env.get("GRAFANA_DOUBLE_PROVISION_DELAY_MS").filter(|v| !v.is_empty()) {
-            Some(v) => v
-                .parse::<u64>()
-                .map_err(|_| format!("GRAFANA_DOUBLE_PROVISION_DELAY_MS must be a number of milliseconds, got {v:?}"))?,
+            Some(v) => v.parse::<u64>().map_err(|_| format!("GRAFANA_DOUBLE_PROVISION_DELAY_MS must be a number of milliseconds, got {v:?}"))?,
             None => 300,
         };
         let timeout_ms = match env.get("GRAFANA_DOUBLE_DATASOURCE_TIMEOUT_MS").filter(|v| !v.is_empty()) {
-            Some(v) => v
-                .parse::<u64>()
-                .map_err(|_| format!("GRAFANA_DOUBLE_DATASOURCE_TIMEOUT_MS must be a number of milliseconds, got {v:?}"))?,
+            Some(v) => v.parse::<u64>().map_err(|_| format!("GRAFANA_DOUBLE_DATASOURCE_TIMEOUT_MS must be a number of milliseconds, got {v:?}"))?,
             None => 30_000,
         };
         Ok(Config {

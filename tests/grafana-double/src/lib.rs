@@ -51,17 +51,10 @@ pub struct Running {
 pub async fn start(cfg: Config, env: Env, log: Logger) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(cfg.bind_addr()).await?;
     let addr = listener.local_addr()?;
-    let client = reqwest::Client::builder()
-        .timeout(cfg.datasource_timeout)
-        .build()
-        .map_err(std::io::Error::other)?;
+    let client = reqwest::Client::builder().timeout(cfg.datasource_timeout).build().map_err(std::io::Error::other)?;
     let state = Arc::new(AppState { cfg, env, store: RwLock::new(Store::default()), log, client, dash: Mutex::new(DashState::default()) });
     let app = api::router(state.clone());
-    state.log.info(
-        "http.server",
-        "HTTP Server Listen",
-        &[("address", &addr.to_string()), ("protocol", "http"), ("subUrl", ""), ("socket", "")],
-    );
+    state.log.info("http.server", "HTTP Server Listen", &[("address", &addr.to_string()), ("protocol", "http"), ("subUrl", ""), ("socket", "")]);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -30,7 +30,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    log.info("settings", "Starting Grafana", &[("version", grafana_double::GRAFANA_VERSION), ("commit", grafana_double::COMMIT), ("note", "this is grafana-double, a test double, not Grafana")]);
+    log.info(
+        "settings",
+        "Starting Grafana",
+        &[("version", grafana_double::GRAFANA_VERSION), ("commit", grafana_double::COMMIT), ("note", "this is grafana-double, a test double, not Grafana")],
+    );
     log.info("settings", "Path Provisioning", &[("path", &cfg.provisioning.display().to_string())]);
     let running = match grafana_double::start(cfg.clone(), env, log.clone()).await {
         Ok(r) => r,

@@ -139,20 +139,12 @@ async fn call(client: &reqwest::Client, ds: &Datasource, path: &str, params: &[(
         s.finish()
     };
     let (req, shown_url, verb) = if post {
-        (
-            client.post(&url).header("Content-Type", "application/x-www-form-urlencoded").body(encoded.clone()),
-            url.clone(),
-            "Post",
-        )
+        (client.post(&url).header("Content-Type", "application/x-www-form-urlencoded").body(encoded.clone()), url.clone(), "Post")
     } else {
         let full = format!("{url}?{encoded}");
         (client.get(&full), full, "Get")
     };
-    let req = if ds.basic_auth {
-        req.basic_auth(&ds.basic_auth_user, ds.secure_json_data.get("basicAuthPassword"))
-    } else {
-        req
-    };
+    let req = if ds.basic_auth { req.basic_auth(&ds.basic_auth_user, ds.secure_json_data.get("basicAuthPassword")) } else { req };
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => return Err(go_transport_error(verb, &shown_url, &url, &e)),

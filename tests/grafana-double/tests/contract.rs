@@ -129,7 +129,21 @@ async fn dashboard_by_uid_matches_fixture() {
     let expected = fixture("dashboard-by-uid.json");
     assert_shape(&expected, &body, &["tags"]);
     let (em, am) = (&expected["meta"], &body["meta"]);
-    for k in ["type", "slug", "url", "expires", "updatedBy", "createdBy", "version", "hasAcl", "isFolder", "folderUid", "folderUrl", "provisioned", "provisionedExternalId"] {
+    for k in [
+        "type",
+        "slug",
+        "url",
+        "expires",
+        "updatedBy",
+        "createdBy",
+        "version",
+        "hasAcl",
+        "isFolder",
+        "folderUid",
+        "folderUrl",
+        "provisioned",
+        "provisionedExternalId",
+    ] {
         assert_eq!(am[k], em[k], "meta.{k}");
     }
     assert_eq!(am["folderUrl"], em["folderUrl"]);
@@ -189,7 +203,8 @@ async fn datasources_match_fixtures() {
 
 #[tokio::test]
 async fn datasource_health_matches_fixtures() {
-    let prom = canned_prometheus(vec![("/api/v1/query", 200, json!({"status": "success", "data": {"resultType": "scalar", "result": [1700000000, "2"]}}))]).await;
+    let prom =
+        canned_prometheus(vec![("/api/v1/query", 200, json!({"status": "success", "data": {"resultType": "scalar", "result": [1700000000, "2"]}}))]).await;
     let t = example_tree(&prom.url);
     let dead = dead_port();
     t.write(
@@ -257,7 +272,8 @@ async fn ds_query_matches_the_facts_example() {
 
 #[tokio::test]
 async fn ds_query_matches_promlib_golden_frames() {
-    let fx: Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/promlib-range-missing.json")).unwrap()).unwrap();
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/promlib-range-missing.json")).unwrap()).unwrap();
     let prom = canned_prometheus(vec![("/api/v1/query_range", 200, fx["prometheus"].clone())]).await;
     let t = example_tree(&prom.url);
     let g = start_in_process(&t, &[]).await;
@@ -321,7 +337,8 @@ async fn ds_query_request_errors() {
     let g = start_in_process(&t, &[]).await;
     g.wait_provisioned().await;
     // a leftover ${DS_PROMETHEUS} placeholder is just an unknown uid
-    let req = json!({"from": "now-5m", "to": "now", "queries": [{"refId": "A", "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, "expr": "up"}]});
+    let req =
+        json!({"from": "now-5m", "to": "now", "queries": [{"refId": "A", "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, "expr": "up"}]});
     let (s, body) = g.post("/api/ds/query", &req).await;
     assert_eq!((s, body["message"].as_str()), (404, Some("Data source not found")));
     let (s, body) = g.post("/api/ds/query", &json!({"from": "now-5m", "to": "now", "queries": []})).await;

@@ -205,14 +205,23 @@ async fn image_runs_as_472_with_grafana_layout() {
     let t = Tree::new();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(t.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    t.write(
-        "provisioning/dashboards/p.yaml",
-        "apiVersion: 1\nproviders:\n  - name: default\n    options:\n      path: /etc/grafana/provisioning/dashboards\n",
-    );
+    t.write("provisioning/dashboards/p.yaml", "apiVersion: 1\nproviders:\n  - name: default\n    options:\n      path: /etc/grafana/provisioning/dashboards\n");
     t.write("provisioning/dashboards/x.json", r#"{"uid": "x", "title": "X"}"#);
     let port = dead_port();
     let out = Command::new("docker")
-        .args(["run", "-d", "--rm", "--network", "host", "-e", "GF_SERVER_HTTP_ADDR=127.0.0.1", "-e", &format!("GF_SERVER_HTTP_PORT={port}"), "-e", "GF_SECURITY_ADMIN_PASSWORD=pw"])
+        .args([
+            "run",
+            "-d",
+            "--rm",
+            "--network",
+            "host",
+            "-e",
+            "GF_SERVER_HTTP_ADDR=127.0.0.1",
+            "-e",
+            &format!("GF_SERVER_HTTP_PORT={port}"),
+            "-e",
+            "GF_SECURITY_ADMIN_PASSWORD=pw",
+        ])
         .arg("-v")
         .arg(format!("{}:/etc/grafana/provisioning:ro", t.provisioning().display()))
         .arg(image)

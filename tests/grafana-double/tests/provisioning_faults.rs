@@ -28,11 +28,12 @@ async fn wrapped_dashboard_is_absent_and_logged() {
     assert_eq!(uids(&body), ["good"]);
     let (s, _) = g.get("/api/dashboards/uid/wrapped").await;
     assert_eq!(s, 404);
-    let want = format!(
-        "logger=provisioning.dashboard type=file name=default t="
-    );
+    let want = format!("logger=provisioning.dashboard type=file name=default t=");
     assert!(
-        has_line(&g.logs(), &[&want, "level=error msg=\"failed to load dashboard from \"", &format!("file={}", f.display()), "error=\"Dashboard title cannot be empty\""]),
+        has_line(
+            &g.logs(),
+            &[&want, "level=error msg=\"failed to load dashboard from \"", &format!("file={}", f.display()), "error=\"Dashboard title cannot be empty\""]
+        ),
         "{:#?}",
         g.logs()
     );
@@ -69,7 +70,10 @@ async fn duplicate_uid_keeps_one_dashboard_and_warns() {
     assert_eq!(body[0]["title"], "Second", "the double lets the last file in path order win (see README)");
     let logs = g.logs();
     assert!(has_line(&logs, &["level=warn", "msg=\"the same UID is used more than once\"", "uid=same", "times=2"]), "{logs:#?}");
-    assert!(has_line(&logs, &["msg=\"dashboards provisioning provider has no database write permissions because of duplicates\"", "provider=default"]), "{logs:#?}");
+    assert!(
+        has_line(&logs, &["msg=\"dashboards provisioning provider has no database write permissions because of duplicates\"", "provider=default"]),
+        "{logs:#?}"
+    );
 
     // while the duplicate stands the provider does not write: a change to another file is not applied
     t.write("dashboards/c.json", r#"{"uid": "c", "title": "Third"}"#);
@@ -219,7 +223,9 @@ fn invalid_provider_yaml_refuses_to_start() {
     assert_eq!(p.wait_exit(Duration::from_secs(10)).code(), Some(1));
     let out = p.stdout();
     assert!(
-        out.contains("error=\"Failed to create provisioner: Failed to read dashboards config: could not parse provisioning config file: dashboards.yaml error: yaml: "),
+        out.contains(
+            "error=\"Failed to create provisioner: Failed to read dashboards config: could not parse provisioning config file: dashboards.yaml error: yaml: "
+        ),
         "{out}"
     );
 }
@@ -263,9 +269,5 @@ fn password_and_password_file_together_are_fatal() {
     let secret = t.write("secret", "x");
     let mut p = spawn_binary(&t, &[("GF_SECURITY_ADMIN_PASSWORD", "y"), ("GF_SECURITY_ADMIN_PASSWORD__FILE", secret.to_str().unwrap())]);
     assert_eq!(p.wait_exit(Duration::from_secs(10)).code(), Some(1));
-    assert!(
-        p.stderr().contains("ERROR: Both GF_SECURITY_ADMIN_PASSWORD and GF_SECURITY_ADMIN_PASSWORD__FILE are set (but are exclusive)"),
-        "{}",
-        p.stderr()
-    );
+    assert!(p.stderr().contains("ERROR: Both GF_SECURITY_ADMIN_PASSWORD and GF_SECURITY_ADMIN_PASSWORD__FILE are set (but are exclusive)"), "{}", p.stderr());
 }

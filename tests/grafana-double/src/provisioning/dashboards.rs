@@ -70,7 +70,11 @@ pub fn read_providers(provisioning: &Path, env: &Env, log: &Logger) -> Result<Ve
     let files = match yaml_files(&dir) {
         Ok(f) => f,
         Err(e) => {
-            log.error(LOGGER, "can't read dashboard provisioning files from directory", &[("path", &dir.display().to_string()), ("error", &go_read_error(&dir, &e))]);
+            log.error(
+                LOGGER,
+                "can't read dashboard provisioning files from directory",
+                &[("path", &dir.display().to_string()), ("error", &go_read_error(&dir, &e))],
+            );
             return Ok(Vec::new());
         }
     };
@@ -254,11 +258,7 @@ pub fn provider_pass(p: &Provider, store: &mut Store, log: &Logger) -> Result<Ve
             log.log(LOGGER, &ctx, "error", "failed to save dashboard", &[("file", &file_s), ("error", &err)]);
             continue;
         }
-        let uid = if !file_uid.is_empty() {
-            file_uid
-        } else {
-            previous.map(|(u, _)| u).unwrap_or_else(generate_uid)
-        };
+        let uid = if !file_uid.is_empty() { file_uid } else { previous.map(|(u, _)| u).unwrap_or_else(generate_uid) };
         // a non-zero id in the file is discarded before saving
         if let Some(o) = model.as_object_mut() {
             o.remove("id");
@@ -330,10 +330,8 @@ fn save_overwrite(store: &mut Store, uid: String, title: String, folder_uid: Opt
     let tags = model.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect()).unwrap_or_default();
     let target_uid = if store.dashboards.contains_key(&uid) {
         uid
-    } else if let Some(same_title) = store
-        .dashboards
-        .values()
-        .find(|d| d.org_id == 1 && d.folder_uid == folder_uid && d.title.to_lowercase() == title.to_lowercase())
+    } else if let Some(same_title) =
+        store.dashboards.values().find(|d| d.org_id == 1 && d.folder_uid == folder_uid && d.title.to_lowercase() == title.to_lowercase())
     {
         same_title.uid.clone()
     } else {
@@ -353,7 +351,19 @@ fn save_overwrite(store: &mut Store, uid: String, title: String, folder_uid: Opt
             let id = store.next_dashboard_id();
             store.dashboards.insert(
                 target_uid.clone(),
-                Dashboard { id, uid: target_uid, org_id: 1, title, tags, folder_uid, model, version: 1, created: now.clone(), updated: now, provisioning: Some(prov) },
+                Dashboard {
+                    id,
+                    uid: target_uid,
+                    org_id: 1,
+                    title,
+                    tags,
+                    folder_uid,
+                    model,
+                    version: 1,
+                    created: now.clone(),
+                    updated: now,
+                    provisioning: Some(prov),
+                },
             );
         }
     }
@@ -389,7 +399,11 @@ pub fn validate_duplicates(usage: &HashMap<String, Vec<Usage>>, store: &mut Stor
         if *times > 1 {
             let folder_id = store.folder_by_uid(folder).map(|f| f.id).unwrap_or(0).to_string();
             let list = format!("[{}]", providers.iter().copied().collect::<Vec<_>>().join(" "));
-            log.warn(LOGGER, "dashboard title is not unique in folder", &[("orgId", "1"), ("title", title), ("folderID", &folder_id), ("times", &times.to_string()), ("providers", &list)]);
+            log.warn(
+                LOGGER,
+                "dashboard title is not unique in folder",
+                &[("orgId", "1"), ("title", title), ("folderID", &folder_id), ("times", &times.to_string()), ("providers", &list)],
+            );
             blocked.extend(providers.iter().map(|s| s.to_string()));
         }
     }

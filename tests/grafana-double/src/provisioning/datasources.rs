@@ -15,8 +15,7 @@ use crate::state::{generate_uid, Datasource, Store};
 
 const LOGGER: &str = "provisioning.datasources";
 
-pub const ERR_TOO_MANY_DEFAULT: &str =
-    "datasource.yaml config is invalid. Only one datasource per organization can be marked as default";
+pub const ERR_TOO_MANY_DEFAULT: &str = "datasource.yaml config is invalid. Only one datasource per organization can be marked as default";
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(rename_all = "camelCase")]
@@ -114,7 +113,10 @@ pub fn provision(provisioning: &Path, env: &Env, store: &mut Store, log: &Logger
             log.error(
                 LOGGER,
                 "can't read datasource provisioning files from directory",
-                &[("path", &dir.display().to_string()), ("error", &go_read_error(&dir, &e).replace(&format!("read {}: ", dir.display()), &format!("open {}: ", dir.display())))],
+                &[
+                    ("path", &dir.display().to_string()),
+                    ("error", &go_read_error(&dir, &e).replace(&format!("read {}: ", dir.display()), &format!("open {}: ", dir.display()))),
+                ],
             );
             return Ok(());
         }
