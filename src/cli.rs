@@ -1,8 +1,8 @@
 //! Command-line interface: parse, call one command, return its exit code.
 
-use crate::error::{Error, Result};
-use crate::output::Format;
-use clap::{Args, Parser, Subcommand};
+pub use crate::commands::Common;
+use crate::error::{Error, Kind, Result};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,19 +17,6 @@ Exit codes: 0 success; 1 lint errors, failed checks or a red gate; 2 could not r
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct Common {
-    /// Host entry to act on (from .stackproof/hosts.yml)
-    #[arg(long, global = true, env = "STACKPROOF_HOST")]
-    pub host: Option<String>,
-    /// Stack directory
-    #[arg(long, global = true, default_value = "stack")]
-    pub stack: PathBuf,
-    /// Output format: text for people, json for machines (one document on stdout)
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,133 +130,69 @@ impl Command {
     }
 }
 
-impl Common {
-    /// The host name, or a could-not-run error saying how to name one.
-    pub fn require_host(&self) -> Result<&str> {
-        self.host.as_deref().ok_or_else(|| {
-            Error::config("host_missing", "this command needs a host", "pass --host NAME (a key under `hosts:` in .stackproof/hosts.yml), e.g. --host sandbox")
-        })
-    }
-}
-
 /// Run one command and return the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
+    use crate::commands::{self as cmd, load};
     match cli.command {
         Command::Lint { common, paths, with_promtool } => {
             let paths = if paths.is_empty() { vec![common.stack.clone()] } else { paths };
-            crate::lint::command(&paths, with_promtool, common.format)
+            cmd::lint::run(&paths, with_promtool, common.format)
         }
         Command::Plan { common } => {
             let (stack, host) = load(&common)?;
-            if let Some(code) = lint_gate(&common)? {
+            if let Some(code) = cmd::lint_gate(&common)? {
                 return Ok(code);
             }
-            crate::deploy::plan_command(&stack, &host, common.format).await
+            cmd::plan::run(&stack, &host, common.format).await
         }
         Command::Deploy { common, lock_wait, skip_lint, drill, no_drill, no_rollback } => {
-            let (stack, host) = load(&common)?;
-            if !skip_lint {
-                if let Some(code) = lint_gate(&common)? {
-                    return Ok(code);
-                }
-            }
-            let drill = if drill {
-                Some(true)
-            } else if no_drill {
-                Some(false)
-            } else {
-                None
+            let drill = match (drill, no_drill) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
             };
-            let opts = crate::deploy::DeployOptions { lock_wait, skip_lint, format: common.format, drill, rollback: !no_rollback };
-            let (report, code) = crate::deploy::deploy(&stack, &host, &opts).await?;
-            match common.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("serializable")),
-                Format::Text => {
-                    if let Some(v) = &report.verify {
-                        crate::report::print_text(v);
-                    }
-                    let secs = report.durations.get("total_ms").copied().unwrap_or(0) as f64 / 1000.0;
-                    if report.ok {
-                        eprintln!("✓ deployed and verified release {} in {secs:.1} s", report.release);
-                    } else {
-                        eprintln!("✗ release {} failed verification ({secs:.1} s)", report.release);
-                        if let Some(rb) = &report.rollback {
-                            match (rb["to"].as_str(), rb["ok"].as_bool()) {
-                                (Some(to), Some(true)) => eprintln!("  rolled back to {to}, which verified again"),
-                                (Some(to), _) => eprintln!("  rolled back to {to}, but it did not verify either: run `stackproof status`"),
-                                (None, _) => eprintln!("  no verified release to roll back to"),
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(code)
+            cmd::deploy::run(&common, cmd::deploy::Args { drill, rollback: !no_rollback, lock_wait, skip_lint }).await
         }
         Command::Verify { common, drill, drill_real, report } => {
             let (stack, host) = load(&common)?;
-            if drill || drill_real {
-                return crate::drill::verify_command(&stack, &host, common.format, report.as_deref(), drill_real).await;
-            }
-            crate::live::verify_command(&stack, &host, common.format, report.as_deref()).await
+            let drill = (drill || drill_real).then_some(drill_real);
+            cmd::verify::run(&stack, &host, common.format, report.as_deref(), drill).await
         }
         Command::Rollback { common, to } => {
             let host = crate::hosts::load_host(common.require_host()?)?;
-            crate::deploy::rollback_command(&host, to.as_deref(), common.format).await
+            cmd::rollback::run(&host, to.as_deref(), common.format).await
         }
         Command::Status { common } => {
             let (stack, host) = load(&common)?;
-            crate::status::command(&stack, &host, common.format).await
+            cmd::status::run(&stack, &host, common.format).await
         }
         Command::Unlock { common } => {
             let host = crate::hosts::load_host(common.require_host()?)?;
-            crate::deploy::unlock_command(&host, common.format).await
+            cmd::unlock::run(&host, common.format).await
         }
         Command::Watch { common, every, protocol, runs, on_red, on_yellow, drill_every, clear_on_exit } => {
             let (stack, host) = load(&common)?;
             let schedule = match (every, protocol) {
                 (Some(d), _) => crate::watch::Schedule::Every(d),
                 (None, Some(p)) => crate::watch::load_protocol(&p)?,
-                (None, None) => crate::watch::Schedule::protocol(stack.manifest.watch.protocol.clone())
-                    .map_err(|e| Error::config("protocol_invalid", format!("watch.protocol in the manifest: {e}"), "fix `watch.protocol` in stackproof.yml"))?,
+                (None, None) => crate::watch::Schedule::protocol(stack.manifest.watch.protocol.clone()).map_err(|e| {
+                    Error::config(Kind::ProtocolInvalid, format!("watch.protocol in the manifest: {e}"), "fix `watch.protocol` in stackproof.yml")
+                })?,
             };
             let opts = crate::watch::WatchOptions { schedule, runs, on_red, on_yellow, drill_every, clear_on_exit, format: common.format };
-            crate::watch::command(&host.name, &stack, opts).await
+            cmd::watch::run(&host.name, &stack, opts).await
         }
         Command::Gate { common } => {
             let (stack, host) = load(&common)?;
-            crate::gate::command(&stack, &host, common.format).await
+            cmd::gate::run(&stack, &host, common.format).await
         }
     }
-}
-
-/// The stack and host a remote command acts on.
-fn load(common: &Common) -> Result<(crate::stack::Stack, crate::hosts::Host)> {
-    let host = crate::hosts::load_host(common.require_host()?)?;
-    let stack = crate::stack::Stack::load(&common.stack)?;
-    Ok((stack, host))
-}
-
-/// Lint before touching a host: `Some(1)` (after printing the error findings) when lint
-/// finds errors, `None` when the stack is clean.
-fn lint_gate(common: &Common) -> Result<Option<i32>> {
-    let findings = crate::lint::lint_paths(std::slice::from_ref(&common.stack), &crate::lint::Options::default())?;
-    let errors: Vec<_> = findings.into_iter().filter(|f| f.severity == crate::lint::Severity::Error).collect();
-    if errors.is_empty() {
-        return Ok(None);
-    }
-    match common.format {
-        Format::Json => println!("{}", serde_json::json!({"ok": false, "lint": crate::lint::render_json(&errors)["findings"]})),
-        Format::Text => {
-            eprint!("{}", crate::lint::render_text(&errors));
-            eprintln!("nothing was changed on the host: fix the errors above (`stackproof lint`) and run again.");
-        }
-    }
-    Ok(Some(1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Format;
 
     #[test]
     fn parses_common_flags_after_subcommand() {

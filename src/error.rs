@@ -3,11 +3,105 @@
 
 use std::path::PathBuf;
 
+/// What went wrong, as a stable word (`error.kind` in JSON, the journal's `kind`).
+/// Whether a failure left the host changed is not a property of its kind: the deploy
+/// pipeline's steps report that (`deploy::Failure::touched`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    BadArgument,
+    Docker,
+    DockerUnreachable,
+    DrillPrecondition,
+    DrillRefused,
+    ExporterFailed,
+    ExporterStart,
+    ExporterStop,
+    ForwardFailed,
+    GateEmpty,
+    GateUnevaluated,
+    HostMissing,
+    HostUnknown,
+    HostsFileInvalid,
+    HostsFileMissing,
+    HostsFileUnreadable,
+    ImageMissing,
+    ImagePull,
+    KeyMissing,
+    KnownHostsMissing,
+    LintPath,
+    LockFailed,
+    NoVerifiedRelease,
+    PortInUse,
+    ProtocolInvalid,
+    ReleaseMissing,
+    ReloadFailed,
+    RemoteDir,
+    RemoteFailed,
+    SecretMissing,
+    Secrets,
+    ServiceFailed,
+    StackInvalid,
+    StackMissing,
+    SwapFailed,
+    SyncFailed,
+    Transfer,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::BadArgument => "bad_argument",
+            Kind::Docker => "docker",
+            Kind::DockerUnreachable => "docker_unreachable",
+            Kind::DrillPrecondition => "drill_precondition",
+            Kind::DrillRefused => "drill_refused",
+            Kind::ExporterFailed => "exporter_failed",
+            Kind::ExporterStart => "exporter_start",
+            Kind::ExporterStop => "exporter_stop",
+            Kind::ForwardFailed => "forward_failed",
+            Kind::GateEmpty => "gate_empty",
+            Kind::GateUnevaluated => "gate_unevaluated",
+            Kind::HostMissing => "host_missing",
+            Kind::HostUnknown => "host_unknown",
+            Kind::HostsFileInvalid => "hosts_file_invalid",
+            Kind::HostsFileMissing => "hosts_file_missing",
+            Kind::HostsFileUnreadable => "hosts_file_unreadable",
+            Kind::ImageMissing => "image_missing",
+            Kind::ImagePull => "image_pull",
+            Kind::KeyMissing => "key_missing",
+            Kind::KnownHostsMissing => "known_hosts_missing",
+            Kind::LintPath => "lint_path",
+            Kind::LockFailed => "lock_failed",
+            Kind::NoVerifiedRelease => "no_verified_release",
+            Kind::PortInUse => "port_in_use",
+            Kind::ProtocolInvalid => "protocol_invalid",
+            Kind::ReleaseMissing => "release_missing",
+            Kind::ReloadFailed => "reload_failed",
+            Kind::RemoteDir => "remote_dir",
+            Kind::RemoteFailed => "remote_failed",
+            Kind::SecretMissing => "secret_missing",
+            Kind::Secrets => "secrets",
+            Kind::ServiceFailed => "service_failed",
+            Kind::StackInvalid => "stack_invalid",
+            Kind::StackMissing => "stack_missing",
+            Kind::SwapFailed => "swap_failed",
+            Kind::SyncFailed => "sync_failed",
+            Kind::Transfer => "transfer",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error that stops a command from running (exit 2), or a domain failure (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]
-    Config { kind: &'static str, message: String, hint: String },
+    Config { kind: Kind, message: String, hint: String },
 
     #[error("cannot read {path}: {source}")]
     Io {
@@ -26,7 +120,7 @@ pub enum Error {
     LockHeld { message: String, hint: String },
 
     #[error("{message}")]
-    Remote { kind: &'static str, message: String, hint: String },
+    Remote { kind: Kind, message: String, hint: String },
 
     #[error("{what} is not implemented yet")]
     NotImplemented { what: &'static str, issue: u32 },
@@ -36,11 +130,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn config(kind: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn config(kind: Kind, message: impl Into<String>, hint: impl Into<String>) -> Self {
         Error::Config { kind, message: message.into(), hint: hint.into() }
     }
 
-    pub fn remote(kind: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn remote(kind: Kind, message: impl Into<String>, hint: impl Into<String>) -> Self {
         Error::Remote { kind, message: message.into(), hint: hint.into() }
     }
 
@@ -51,7 +145,7 @@ impl Error {
     /// The stable word printed as `error.kind` in JSON output.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Config { kind, .. } | Error::Remote { kind, .. } => kind,
+            Error::Config { kind, .. } | Error::Remote { kind, .. } => kind.as_str(),
             Error::Io { .. } => "io",
             Error::HostUnreachable { .. } => "host_unreachable",
             Error::HostKey { .. } => "host_key",

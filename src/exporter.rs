@@ -2,7 +2,7 @@
 //! supervised by a systemd user unit where systemd runs, else by a small supervisor
 //! process with a pid file. Stopped by unit or by PID — never by name.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::hosts::{Host, Supervisor};
 use crate::remote::Ssh;
 use crate::stack::manifest::HostExporter;
@@ -134,7 +134,7 @@ impl Exporter<'_> {
         };
         if !out.stdout.contains("STARTED") {
             return Err(Error::remote(
-                "exporter_start",
+                Kind::ExporterStart,
                 format!("starting the host exporter on {} failed: {}", self.host().name, out.stderr.trim()),
                 "check `host_exporter.command` in the manifest and that its runtime (python3) is installed on the host",
             ));
@@ -149,7 +149,7 @@ impl Exporter<'_> {
         };
         if !out.stdout.contains("STOPPED") {
             return Err(Error::remote(
-                "exporter_stop",
+                Kind::ExporterStop,
                 format!("stopping the host exporter failed: {}", out.stderr.trim()),
                 "stop it by hand by its PID or unit",
             ));

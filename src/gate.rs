@@ -6,9 +6,6 @@
 //! unit-tested at their boundaries; `evaluate` is the thin HTTP shell that asks
 //! Prometheus' `/api/v1/query` (research/prometheus-facts.md §1.1, §1.3).
 
-use crate::error::{Error, Result};
-use crate::hosts::Host;
-use crate::output::Format;
 use crate::remote::Ssh;
 use crate::stack::manifest::{Better, GateCriterion, Level};
 use crate::stack::Stack;
@@ -199,9 +196,9 @@ pub async fn evaluate(client: &reqwest::Client, prometheus: &str, criteria: &[Ga
 
 /// Evaluate the gate of `stack` on `host` through an SSH tunnel to its Prometheus.
 pub async fn evaluate_on(ssh: &Ssh, stack: &Stack) -> std::result::Result<Verdict, String> {
-    let port = crate::deploy::service_port(stack, "prometheus").ok_or("the manifest gives prometheus no port")?;
+    let port = stack.manifest.service_port("prometheus").ok_or("the manifest gives prometheus no port")?;
     let local = ssh.tunnel(port).await.map_err(|e| e.to_string())?;
-    evaluate(&crate::deploy::http(), &format!("http://127.0.0.1:{local}"), &stack.manifest.gate.criteria).await
+    evaluate(crate::remote::http::Http::new().client(), &format!("http://127.0.0.1:{local}"), &stack.manifest.gate.criteria).await
 }
 
 /// The findings as the JSON the hooks (`STACKPROOF_GATE_FINDINGS`) and the journal get.
@@ -224,28 +221,6 @@ pub fn render_text(v: &Verdict) -> String {
     }
     out.push_str(&format!("gate: {} ({} criteria)\n", level_word(v.level).to_uppercase(), v.findings.len()));
     out
-}
-
-/// `stackproof gate`: evaluate once; exit 0 green, 1 red, 3 yellow, 2 could not evaluate.
-pub async fn command(stack: &Stack, host: &Host, format: Format) -> Result<i32> {
-    if stack.manifest.gate.criteria.is_empty() {
-        return Err(Error::config("gate_empty", "the manifest has no gate criteria", "add `gate: {criteria: [...]}` to stackproof.yml (see docs/watch.md)"));
-    }
-    let ssh = Ssh::connect(host).await?;
-    let r = evaluate_on(&ssh, stack).await;
-    ssh.close().await;
-    let v = r.map_err(|e| {
-        Error::remote(
-            "gate_unevaluated",
-            format!("the gate could not be evaluated on {}: {e}", host.name),
-            "check that Prometheus runs (`stackproof verify`) and that the criteria's PromQL is valid (`stackproof lint`)",
-        )
-    })?;
-    match format {
-        Format::Json => println!("{}", serde_json::json!({"host": host.name, "level": v.level, "findings": v.findings, "duration_ms": v.duration_ms})),
-        Format::Text => print!("{}", render_text(&v)),
-    }
-    Ok(exit_code(v.level))
 }
 
 #[cfg(test)]

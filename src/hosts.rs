@@ -4,7 +4,7 @@
 //! else `$XDG_CONFIG_HOME/stackproof/hosts.yml` (`~/.config/...`). Relative paths are
 //! relative to the file's directory. The file is never committed: it points at keys.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,11 +122,17 @@ pub struct Host {
 }
 
 impl Host {
+    /// Read the named secrets from this entry (before connecting, so a missing one
+    /// stops the command before the host is touched).
+    pub fn secrets(&self, names: &[String]) -> Result<BTreeMap<String, Secret>> {
+        names.iter().map(|n| Ok((n.clone(), self.secret(n)?))).collect()
+    }
+
     /// Read a secret named in this entry. Errors name the secret, never its value.
     pub fn secret(&self, name: &str) -> Result<Secret> {
         let src = self.secrets.get(name).ok_or_else(|| {
             Error::config(
-                "secret_missing",
+                Kind::SecretMissing,
                 format!("host {} has no value for secret `{name}` in {}", self.name, self.source.display()),
                 format!("add `secrets: {{{name}: {{file: PATH}}}}` (or `{{env: VAR}}`) to the `{}` entry", self.name),
             )
@@ -134,14 +140,14 @@ impl Host {
         let value = match src {
             SecretSource::File(p) => std::fs::read_to_string(p).map_err(|e| {
                 Error::config(
-                    "secret_missing",
+                    Kind::SecretMissing,
                     format!("secret `{name}` of host {}: cannot read {}: {e}", self.name, p.display()),
                     "create the file (mode 0600) or point the host entry at the right path",
                 )
             })?,
             SecretSource::Env(var) => std::env::var(var).map_err(|_| {
                 Error::config(
-                    "secret_missing",
+                    Kind::SecretMissing,
                     format!("secret `{name}` of host {}: environment variable {var} is not set", self.name),
                     format!("export {var}=... before running stackproof"),
                 )
@@ -149,7 +155,7 @@ impl Host {
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
-            return Err(Error::config("secret_missing", format!("secret `{name}` of host {} is empty", self.name), "set a non-empty value"));
+            return Err(Error::config(Kind::SecretMissing, format!("secret `{name}` of host {} is empty", self.name), "set a non-empty value"));
         }
         Ok(Secret(value))
     }
@@ -178,7 +184,7 @@ pub fn hosts_file_path() -> Option<PathBuf> {
 pub fn load_host(name: &str) -> Result<Host> {
     let path = hosts_file_path().ok_or_else(|| {
         Error::config(
-            "hosts_file_missing",
+            Kind::HostsFileMissing,
             "no hosts file: neither $STACKPROOF_HOSTS, .stackproof/hosts.yml nor ~/.config/stackproof/hosts.yml exists",
             "create .stackproof/hosts.yml (see README.md, \"Host entries\"), or run scripts/sandbox up for a local sandbox",
         )
@@ -187,16 +193,17 @@ pub fn load_host(name: &str) -> Result<Host> {
 }
 
 pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config("hosts_file_unreadable", format!("cannot read hosts file {}: {e}", path.display()), "check the path and its permissions"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(Kind::HostsFileUnreadable, format!("cannot read hosts file {}: {e}", path.display()), "check the path and its permissions")
+    })?;
     let file: HostsFile = serde_yaml::from_str(&text).map_err(|e| {
         let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-        Error::config("hosts_file_invalid", format!("{}{at}: {e}", path.display()), "fix the entry; the keys are listed in README.md, \"Host entries\"")
+        Error::config(Kind::HostsFileInvalid, format!("{}{at}: {e}", path.display()), "fix the entry; the keys are listed in README.md, \"Host entries\"")
     })?;
     let raw = file.hosts.get(name).cloned().ok_or_else(|| {
         let known: Vec<_> = file.hosts.keys().map(String::as_str).collect();
         Error::config(
-            "host_unknown",
+            Kind::HostUnknown,
             format!("no host named `{name}` in {}", path.display()),
             if known.is_empty() { "the file defines no hosts; add one under `hosts:`".to_string() } else { format!("known hosts: {}", known.join(", ")) },
         )
@@ -206,7 +213,7 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
     let identity_file = abs(&raw.identity_file);
     if !identity_file.is_file() {
         return Err(Error::config(
-            "key_missing",
+            Kind::KeyMissing,
             format!("host `{name}` in {}: identity_file {} does not exist", path.display(), identity_file.display()),
             "point identity_file at the private key used to log in (relative paths are relative to the hosts file)",
         ));
@@ -215,7 +222,7 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
     if let Some(kh) = &known_hosts {
         if !kh.is_file() {
             return Err(Error::config(
-                "known_hosts_missing",
+                Kind::KnownHostsMissing,
                 format!("host `{name}` in {}: known_hosts {} does not exist", path.display(), kh.display()),
                 format!(
                     "write the host's key into it, e.g. `ssh-keyscan -p {} {} > {}` after checking the fingerprint out of band",
@@ -228,7 +235,7 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
     }
     if !raw.remote_dir.starts_with('/') {
         return Err(Error::config(
-            "hosts_file_invalid",
+            Kind::HostsFileInvalid,
             format!("host `{name}` in {}: remote_dir `{}` must be an absolute path", path.display(), raw.remote_dir),
             "use e.g. /srv/stackproof",
         ));

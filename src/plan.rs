@@ -52,6 +52,23 @@ pub struct Plan {
     pub alert_path_touched: bool,
 }
 
+/// The plan in brief: counts of files, the container actions that change something, the
+/// exporter's action.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlanSummary {
+    pub files: FileCounts,
+    pub containers: Vec<ContainerAction>,
+    pub exporter: ExporterAction,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileCounts {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
 impl Plan {
     pub fn files_differ(&self) -> bool {
         !(self.files_added.is_empty() && self.files_changed.is_empty() && self.files_removed.is_empty())
@@ -62,12 +79,18 @@ impl Plan {
         !self.files_differ() && self.containers.iter().all(|c| matches!(c, ContainerAction::Keep { .. })) && self.exporter == ExporterAction::Keep
     }
 
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "files": {"added": self.files_added.len(), "changed": self.files_changed.len(), "removed": self.files_removed.len(), "unchanged": self.files_unchanged},
-            "containers": self.containers.iter().filter(|c| !matches!(c, ContainerAction::Keep{..})).map(|c| serde_json::to_value(c).unwrap()).collect::<Vec<_>>(),
-            "exporter": self.exporter,
-        })
+    /// What the deploy report and the journal say of the plan.
+    pub fn summary(&self) -> PlanSummary {
+        PlanSummary {
+            files: FileCounts {
+                added: self.files_added.len(),
+                changed: self.files_changed.len(),
+                removed: self.files_removed.len(),
+                unchanged: self.files_unchanged,
+            },
+            containers: self.containers.iter().filter(|c| !matches!(c, ContainerAction::Keep { .. })).cloned().collect(),
+            exporter: self.exporter.clone(),
+        }
     }
 
     /// Text for people.

@@ -13,18 +13,16 @@
 pub mod bounds;
 pub mod webhook;
 
-use crate::deploy::{Conn, POLL_INTERVAL};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::exporter::{choose_mode, Exporter};
-use crate::hosts::Host;
-use crate::output::Format;
 use crate::remote::layout;
+use crate::remote::poll::{poll, POLL_INTERVAL};
+use crate::remote::Conn;
 use crate::stack::Stack;
 use crate::verify::{Check, Endpoints, Status};
 pub use bounds::{bounds, Bounds};
 use futures_util::FutureExt;
 use serde::Serialize;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use webhook::Webhook;
 
@@ -374,7 +372,7 @@ pub fn refused(msg: String) -> Error {
     } else {
         "run `stackproof lint` and fix the drill's rule, route or receiver (ARCHITECTURE.md \"The drill\")"
     };
-    Error::config("drill_refused", msg, hint)
+    Error::config(Kind::DrillRefused, msg, hint)
 }
 
 pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOptions) -> Result<DrillReport> {
@@ -391,10 +389,11 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     // exporter and return `Interrupted` itself.
     let _guard = crate::signals::guard();
     let d = &stack.manifest.drill;
-    let ep = crate::live::endpoints(conn, stack).await?;
+    let ep = conn.endpoints(&stack.manifest).await?;
     let hook = Webhook::start().await.map_err(|e| Error::io("127.0.0.1:0 (drill webhook)", e))?;
     conn.ssh.reverse_tunnel(d.port, hook.port).await?;
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build().expect("http client");
+    let http = crate::remote::http::Http::new();
+    let client = http.client();
     let real_ints: Vec<(String, String)> = b.real_integrations.iter().flat_map(|(r, is)| is.iter().map(move |i| (r.clone(), i.clone()))).collect();
     if !quiet {
         eprint!("{}", b.render(opts.real));
@@ -404,7 +403,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     // every stage below is caused by this outage.
     let pre_deadline = Instant::now() + b.target_up + b.am_resolved + EXPORTER_GRACE;
     let pre = tokio::select! {
-        r = crate::deploy::poll_until(pre_deadline, || async {
+        r = poll(pre_deadline, || async {
             let s = snapshot(&client, &ep, &d.job, false).await;
             if !s.errors.is_empty() {
                 return Err(s.errors.join("; "));
@@ -426,7 +425,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     };
     if let Err(why) = pre {
         return Err(Error::remote(
-            "drill_precondition",
+            Kind::DrillPrecondition,
             format!("the drill cannot start: {why}"),
             "wait for the earlier outage to resolve, or run `stackproof deploy` to restart the host exporter",
         ));
@@ -624,7 +623,7 @@ async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpo
     }
     exp.start().await?;
     let deadline = Instant::now() + bounds::EXPORTER_START;
-    let r = crate::deploy::poll_until(deadline, || async {
+    let r = poll(deadline, || async {
         if exporter_answers(client, ep, path).await {
             Ok(())
         } else {
@@ -635,7 +634,7 @@ async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpo
     if r.is_err() {
         let log = exp.log_tail().await;
         return Err(Error::remote(
-            "exporter_failed",
+            Kind::ExporterFailed,
             format!("the host exporter did not answer within {} s after the drill restarted it; last log lines:\n{log}", bounds::EXPORTER_START.as_secs()),
             "run `stackproof deploy` to restart it, and check <remote_dir>/run/host-exporter.log",
         ));
@@ -644,53 +643,6 @@ async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpo
         eprintln!("  ■ exporter restarted");
     }
     Ok(())
-}
-
-/// `stackproof verify --drill` / `--drill-real`: the normal checks, then the drill.
-pub async fn verify_command(stack: &Stack, host: &Host, format: Format, html: Option<&Path>, real: bool) -> Result<i32> {
-    let quiet = format == Format::Json;
-    // Refuse an impossible drill before connecting (nothing is stopped).
-    let b = bounds(stack, real).map_err(refused)?;
-    let conn = Conn::open(host).await?;
-    // The drill changes the host (it stops the exporter): hold the deploy lock so that
-    // a deploy does not restart the exporter mid-drill, nor the drill stop a fresh one.
-    let lock = crate::deploy::lock(&conn.ssh, "verify --drill", Some(b.timeout)).await?;
-    let result = async {
-        // Ctrl-C during the checks: stop here (the lock is released below). The drill
-        // handles signals itself, so that it always restarts the exporter.
-        let report = tokio::select! {
-            r = crate::live::checks(&conn, stack, host, quiet) => r?,
-            _ = crate::signals::interrupted() => return Err(Error::Interrupted),
-        };
-        let drill = run_with(&conn, stack, &b, &DrillOptions { real, quiet }).await?;
-        Ok::<_, Error>((report, drill))
-    }
-    .await;
-    if let Err(e) = layout::unlock(&conn.ssh, Some(&lock.token)).await {
-        tracing::warn!("releasing the lock failed: {e}");
-    }
-    let (mut report, drill) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            conn.ssh.close().await;
-            return Err(e);
-        }
-    };
-    report.ok = report.ok && drill.ok;
-    report.checks.push(drill.check());
-    report.drill = Some(drill.to_json());
-    crate::live::journal(&conn, "verify", conn.state.current.as_deref(), &report).await;
-    if report.ok {
-        if let Some(cur) = &conn.state.current {
-            layout::mark_verified(&conn.ssh, cur).await?;
-        }
-    }
-    conn.ssh.close().await;
-    if format == Format::Text {
-        println!("{}", render_text(&drill));
-    }
-    crate::live::emit(&report, format, html)?;
-    Ok(if report.ok { 0 } else { 1 })
 }
 
 #[cfg(test)]
@@ -709,7 +661,7 @@ mod tests {
     }
 
     fn sample() -> DrillReport {
-        let b = bounds(&Stack::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/stack"))).unwrap(), false).unwrap();
+        let b = bounds(&Stack::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/stack"))).unwrap(), false).unwrap();
         let s = |name: &str, phase, after: Option<f64>, bound: f64| Stage {
             name: name.into(),
             phase,

@@ -3,7 +3,7 @@
 
 pub mod spec;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::output::Progress;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
@@ -35,7 +35,11 @@ pub struct Engine {
 }
 
 fn docker_err(host: &str, what: &str, e: bollard::errors::Error) -> Error {
-    Error::remote("docker", format!("{what} on {host} failed: {e}"), "check that the SSH user may use the Docker socket (group `docker`) and that dockerd runs")
+    Error::remote(
+        Kind::Docker,
+        format!("{what} on {host} failed: {e}"),
+        "check that the SSH user may use the Docker socket (group `docker`) and that dockerd runs",
+    )
 }
 
 impl Engine {
@@ -47,7 +51,7 @@ impl Engine {
             .await
             .map_err(|e| {
                 Error::remote(
-                    "docker_unreachable",
+                    Kind::DockerUnreachable,
                     format!("the Docker API on {host} does not answer through the forwarded socket: {e}"),
                     "check `docker_socket` in the host entry and that the SSH user is in the `docker` group",
                 )
@@ -112,7 +116,7 @@ impl Engine {
                         break;
                     }
                     return Err(Error::remote(
-                        "image_pull",
+                        Kind::ImagePull,
                         format!("pulling image {image} on {} failed: {e}", self.host),
                         "check the image name and tag, and that the host can reach its registry (or override it under `images:` in the host entry)",
                     ));
@@ -120,7 +124,7 @@ impl Engine {
             }
         }
         if self.docker.inspect_image(image).await.is_err() {
-            return Err(Error::remote("image_pull", format!("image {image} is still missing on {} after the pull", self.host), "check the registry"));
+            return Err(Error::remote(Kind::ImagePull, format!("image {image} is still missing on {} after the pull", self.host), "check the registry"));
         }
         Ok(true)
     }
@@ -264,7 +268,7 @@ pub fn split_image(image: &str) -> (&str, &str) {
 fn secrets_tar(spec: &ContainerSpec, secrets: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let (uid, gid) = spec.uid_gid();
     let mut b = tar::Builder::new(Vec::new());
-    let io = |e: std::io::Error| Error::remote("secrets", format!("building the secrets archive failed: {e}"), "report this as a bug");
+    let io = |e: std::io::Error| Error::remote(Kind::Secrets, format!("building the secrets archive failed: {e}"), "report this as a bug");
     let mut dirs = std::collections::BTreeSet::new();
     for (name, dest) in &spec.secrets {
         let Some((_, value)) = secrets.iter().find(|(n, _)| n == name) else { continue };

@@ -14,7 +14,7 @@ pub const LABEL_CONFIG_HASH: &str = "io.stackproof.config-hash";
 /// Everything that, when it changes, requires a new container. Secrets are compared
 /// separately (by content, inside the container) so that no hash of a secret is ever
 /// published in a label.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
     pub service: String,

@@ -73,8 +73,7 @@ mod promtool;
 mod stack;
 mod versions;
 
-use crate::error::{Error, Result};
-use crate::output::Format;
+use crate::error::{Error, Kind, Result};
 use crate::stack::dashboard::PathSeg;
 use locate::{Pos, YamlIndex};
 use serde::Serialize;
@@ -217,7 +216,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mu
 
 /// What a lone file is, recognised by content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum FileKind {
     Manifest,
     PrometheusConfig,
     Rules,
@@ -230,22 +229,22 @@ pub enum Kind {
 
 /// Recognise a file by its content (the extension only separates JSON from YAML).
 /// Only the text is scanned (top-level keys), so each file is parsed once, by its checker.
-pub fn recognise(src: &Source) -> Kind {
+pub fn recognise(src: &Source) -> FileKind {
     let name = src.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     if name.ends_with(".json") || src.is_json() {
         let t = &src.text;
         let dashboardish = ["\"panels\"", "\"rows\"", "\"dashboard\"", "\"schemaVersion\"", "\"templating\""];
         return if dashboardish.iter().any(|k| t.contains(k)) || (name.ends_with(".json") && serde_json::from_str::<serde::de::IgnoredAny>(t).is_err()) {
             // Broken JSON in a .json file is linted as a dashboard to report the parse error.
-            Kind::Dashboard
+            FileKind::Dashboard
         } else {
-            Kind::Unknown
+            FileKind::Unknown
         };
     }
     let trimmed = src.text.trim();
     if trimmed.is_empty() || trimmed == "null" || trimmed == "~" {
         // `null` is what a mixin renders for "no rules": an empty rule file.
-        return if name.contains("rule") { Kind::Rules } else { Kind::Unknown };
+        return if name.contains("rule") { FileKind::Rules } else { FileKind::Unknown };
     }
     // Top-level keys: `key:` at column 0 (also `"key":`), skipping comments and documents.
     let keys: Vec<&str> = src
@@ -256,21 +255,21 @@ pub fn recognise(src: &Source) -> Kind {
         .collect();
     let has = |k: &str| keys.contains(&k);
     if has("services") && has("host_exporter") {
-        Kind::Manifest
+        FileKind::Manifest
     } else if has("groups") {
-        Kind::Rules
+        FileKind::Rules
     } else if has("scrape_configs") || has("rule_files") || has("alerting") || has("remote_write") || has("scrape_config_files") {
-        Kind::PrometheusConfig
+        FileKind::PrometheusConfig
     } else if has("route") || has("receivers") || has("inhibit_rules") {
-        Kind::AlertmanagerConfig
+        FileKind::AlertmanagerConfig
     } else if has("datasources") || has("deleteDatasources") {
-        Kind::GrafanaDatasources
+        FileKind::GrafanaDatasources
     } else if has("providers") {
-        Kind::GrafanaProviders
+        FileKind::GrafanaProviders
     } else if has("global") && (src.text.contains("scrape_interval") || src.text.contains("evaluation_interval")) {
-        Kind::PrometheusConfig
+        FileKind::PrometheusConfig
     } else {
-        Kind::Unknown
+        FileKind::Unknown
     }
 }
 
@@ -286,7 +285,7 @@ pub fn lint_paths(paths: &[PathBuf], opts: &Options) -> Result<Vec<Finding>> {
     let mut lone: Vec<PathBuf> = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p)
-            .map_err(|e| Error::config("lint_path", format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files"))?;
+            .map_err(|e| Error::config(Kind::LintPath, format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files"))?;
         if meta.is_dir() {
             if p.join("stackproof.yml").is_file() {
                 stack::lint_stack(p, opts, &mut sink)?;
@@ -336,35 +335,35 @@ fn collect_loose(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn lint_lone(src: &Source, sink: &mut Sink) {
     let kind = recognise(src);
     let skipped = match kind {
-        Kind::Manifest => {
+        FileKind::Manifest => {
             stack::check_manifest_text(src, sink);
             None
         }
-        Kind::PrometheusConfig => {
+        FileKind::PrometheusConfig => {
             prometheus::check_config(src, None, sink);
             Some("scrape targets and Alertmanager addresses against the stack's services, version support")
         }
-        Kind::Rules => {
+        FileKind::Rules => {
             prometheus::check_rules(src, None, sink);
             Some("metric names against what the stack exposes, labels routing relies on, version support")
         }
-        Kind::AlertmanagerConfig => {
+        FileKind::AlertmanagerConfig => {
             alertmanager::check_config(src, None, sink);
             Some("group_by and inhibitions against the stack's rules, the drill route, version support")
         }
-        Kind::GrafanaDatasources => {
+        FileKind::GrafanaDatasources => {
             grafana::check_datasources(src, None, sink);
             Some("the datasource URL against the stack's Prometheus")
         }
-        Kind::GrafanaProviders => {
+        FileKind::GrafanaProviders => {
             grafana::check_providers(src, None, sink);
             Some("whether the provider path holds the stack's dashboards")
         }
-        Kind::Dashboard => {
+        FileKind::Dashboard => {
             grafana::check_dashboard(src, None, sink);
             Some("datasource uids against provisioned datasources, metric names, duplicate uids")
         }
-        Kind::Unknown => {
+        FileKind::Unknown => {
             sink.push(
                 Severity::Info,
                 "file.unrecognised",
@@ -412,14 +411,4 @@ pub fn render_text(findings: &[Finding]) -> String {
 /// JSON output: `{"findings": [...]}`.
 pub fn render_json(findings: &[Finding]) -> serde_json::Value {
     serde_json::json!({ "findings": findings })
-}
-
-/// The `lint` command: exit 0 without error findings, 1 with; Err = could not run (2).
-pub fn command(paths: &[PathBuf], with_promtool: bool, format: Format) -> Result<i32> {
-    let findings = lint_paths(paths, &Options { with_promtool })?;
-    match format {
-        Format::Text => print!("{}", render_text(&findings)),
-        Format::Json => println!("{}", render_json(&findings)),
-    }
-    Ok(if findings.iter().any(|f| f.severity == Severity::Error) { 1 } else { 0 })
 }

@@ -4,8 +4,8 @@
 //! into findings. The docker CLI is enough for a throwaway check; deploy uses the API.
 
 use super::stack::StackCtx;
-use super::{recognise, Kind, Severity, Sink, Source};
-use crate::error::{Error, Result};
+use super::{recognise, FileKind, Severity, Sink, Source};
+use crate::error::{Error, Kind, Result};
 use crate::stack::manifest::CONTAINER_CURRENT;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,12 +18,12 @@ fn docker_reachable() -> Result<()> {
     match out {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(Error::config(
-            "docker_unreachable",
+            Kind::DockerUnreachable,
             format!("--with-promtool needs Docker, which did not answer: {}", String::from_utf8_lossy(&o.stderr).trim()),
             "start the Docker daemon (or check DOCKER_HOST and that you may use /var/run/docker.sock), or lint without --with-promtool",
         )),
         Err(e) => {
-            Err(Error::config("docker_unreachable", format!("--with-promtool needs the docker CLI: {e}"), "install Docker, or lint without --with-promtool"))
+            Err(Error::config(Kind::DockerUnreachable, format!("--with-promtool needs the docker CLI: {e}"), "install Docker, or lint without --with-promtool"))
         }
     }
 }
@@ -36,7 +36,7 @@ fn image_present(image: &str) -> bool {
 fn run_tool(image: &str, mount: &Path, target: &str, entry: &str, args: &[&str]) -> Result<Option<String>> {
     if !image_present(image) {
         return Err(Error::config(
-            "image_missing",
+            Kind::ImageMissing,
             format!("--with-promtool needs the local image {image}, which is not there"),
             "build it with scripts/images",
         ));
@@ -48,7 +48,7 @@ fn run_tool(image: &str, mount: &Path, target: &str, entry: &str, args: &[&str])
         .args(["--entrypoint", entry, image])
         .args(args)
         .output()
-        .map_err(|e| Error::config("docker_unreachable", format!("cannot run docker: {e}"), "check the Docker installation"))?;
+        .map_err(|e| Error::config(Kind::DockerUnreachable, format!("cannot run docker: {e}"), "check the Docker installation"))?;
     if out.status.success() {
         return Ok(None);
     }
@@ -129,9 +129,9 @@ pub fn run_lone(files: &[PathBuf], sink: &mut Sink) -> Result<()> {
         let Ok(src) = Source::read(f, f.display().to_string()) else { continue };
         let kind = recognise(&src);
         let (image, entry, args, code): (&str, &str, Vec<&str>, &'static str) = match kind {
-            Kind::PrometheusConfig => (PROMETHEUS_IMAGE, "/bin/promtool", vec!["check", "config"], "promtool.config"),
-            Kind::Rules => (PROMETHEUS_IMAGE, "/bin/promtool", vec!["check", "rules"], "promtool.rules"),
-            Kind::AlertmanagerConfig => (ALERTMANAGER_IMAGE, "/bin/amtool", vec!["check-config"], "amtool.config"),
+            FileKind::PrometheusConfig => (PROMETHEUS_IMAGE, "/bin/promtool", vec!["check", "config"], "promtool.config"),
+            FileKind::Rules => (PROMETHEUS_IMAGE, "/bin/promtool", vec!["check", "rules"], "promtool.rules"),
+            FileKind::AlertmanagerConfig => (ALERTMANAGER_IMAGE, "/bin/amtool", vec!["check-config"], "amtool.config"),
             _ => continue,
         };
         if !checked {

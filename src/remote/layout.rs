@@ -3,7 +3,7 @@
 //! path or value with spaces, quotes or `$` arrives literally.
 
 use super::ssh::Ssh;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -60,7 +60,7 @@ pub async fn state(ssh: &Ssh) -> Result<RemoteState> {
     let out = ssh.script(STATE_SCRIPT, &[dir.as_str()]).await?;
     if !out.success() {
         return Err(Error::remote(
-            "remote_failed",
+            Kind::RemoteFailed,
             format!("reading the state of {dir} failed: {}", out.stderr.trim()),
             "check that the login shell works on the host",
         ));
@@ -166,7 +166,7 @@ pub fn upload_tar(u: &Upload<'_>) -> Result<Vec<u8>> {
         h.set_gid(0);
         b.append_data(&mut h, path, data)
     };
-    let io = |e| Error::remote("transfer", format!("building the upload failed: {e}"), "report this as a bug");
+    let io = |e| Error::remote(Kind::Transfer, format!("building the upload failed: {e}"), "report this as a bug");
     for (path, data, mode) in &u.changed {
         add(path, data, *mode).map_err(io)?;
     }
@@ -190,7 +190,7 @@ pub async fn sync(ssh: &Ssh, u: &Upload<'_>) -> Result<()> {
         } else {
             "the current release is untouched; fix the cause and deploy again".to_string()
         };
-        return Err(Error::remote("sync_failed", format!("writing release {} to {dir} failed: {err}", u.id), hint));
+        return Err(Error::remote(Kind::SyncFailed, format!("writing release {} to {dir} failed: {err}", u.id), hint));
     }
     Ok(())
 }
@@ -210,7 +210,7 @@ pub async fn swap(ssh: &Ssh, id: &str) -> Result<()> {
     let out = ssh.script(SWAP_SCRIPT, &[dir.as_str(), id]).await?;
     if !out.stdout.contains("SWAPPED") {
         return Err(Error::remote(
-            "swap_failed",
+            Kind::SwapFailed,
             format!("switching {dir}/current to {id} failed: {}", out.stderr.trim()),
             "the previous release is still current; deploy again",
         ));
@@ -258,54 +258,6 @@ printf '%s\n' "$2" > "$1/.drill-passed.tmp" && mv -f "$1/.drill-passed.tmp" "$1/
 pub async fn mark_drill_passed(ssh: &Ssh, id: &str) -> Result<()> {
     ssh.script(MARK_DRILL_SCRIPT, &[ssh.host().remote_dir.as_str(), id]).await?;
     Ok(())
-}
-
-// ---- lock -------------------------------------------------------------------------
-
-/// Who holds the deploy lock, and since when.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LockInfo {
-    pub token: String,
-    pub who: String,
-    pub since: String,
-    pub command: String,
-    pub pid: u32,
-}
-
-const LOCK_SCRIPT: &str = r#"d="$1"; info="$2"
-mkdir -p "$d" 2>/dev/null
-if ( set -C; printf '%s\n' "$info" > "$d/lock" ) 2>/dev/null; then echo ACQUIRED
-elif [ -e "$d/lock" ]; then echo HELD; cat "$d/lock" 2>/dev/null
-else echo "cannot create $d/lock" >&2; fi
-"#;
-
-const UNLOCK_SCRIPT: &str = r#"d="$1"; token="$2"
-if [ -z "$token" ] || grep -qF "\"token\":\"$token\"" "$d/lock" 2>/dev/null; then rm -f "$d/lock" && echo RELEASED; else echo NOTOURS; fi
-"#;
-
-pub enum LockAttempt {
-    Acquired,
-    Held(Option<LockInfo>, String),
-}
-
-pub async fn try_lock(ssh: &Ssh, info: &LockInfo) -> Result<LockAttempt> {
-    let dir = &ssh.host().remote_dir;
-    let json = serde_json::to_string(info).expect("serializable");
-    let out = ssh.script(LOCK_SCRIPT, &[dir.as_str(), json.as_str()]).await?;
-    if out.stdout.starts_with("ACQUIRED") {
-        return Ok(LockAttempt::Acquired);
-    }
-    if out.stdout.starts_with("HELD") {
-        let raw = out.stdout.trim_start_matches("HELD").trim().to_string();
-        return Ok(LockAttempt::Held(serde_json::from_str(&raw).ok(), raw));
-    }
-    Err(Error::remote("lock_failed", format!("cannot create {dir}/lock: {}", out.stderr.trim()), format!("make {dir} writable by {}", ssh.host().user)))
-}
-
-/// Release our lock (by token). `None` releases whatever lock there is (`unlock`).
-pub async fn unlock(ssh: &Ssh, token: Option<&str>) -> Result<bool> {
-    let out = ssh.script(UNLOCK_SCRIPT, &[ssh.host().remote_dir.as_str(), token.unwrap_or("")]).await?;
-    Ok(out.stdout.contains("RELEASED"))
 }
 
 // ---- journal ------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-//! Everything that touches the host over SSH: the session, the release layout (sync,
-//! atomic swap, pruning), the deploy lock and the journal.
+//! The connection layer: everything that talks to a host sits on this module, and it
+//! imports nothing above it. The SSH session and its tunnels (`ssh`), the open
+//! connection with Docker through it and the host's state (`conn`), the release layout
+//! and the journal (`layout`), the deploy lock (`lock`), the HTTP client every check
+//! uses (`http`) and the one poll loop (`poll`).
 //!
-//! Remote layout (ARCHITECTURE.md):
+//! Remote layout (docs/architecture.md):
 //! ```text
 //! <remote_dir>/releases/<utc-timestamp>-<short-hash>/   every file of one deploy (+ .release.json)
 //! <remote_dir>/current -> releases/...                   swapped atomically (rename)
@@ -12,7 +15,13 @@
 //! <remote_dir>/textfile/                                 node-exporter textfile collector (watch)
 //! ```
 
+pub mod conn;
+pub mod http;
 pub mod layout;
+pub mod lock;
+pub mod poll;
 pub mod ssh;
 
+pub use conn::{Conn, Endpoints};
+pub use layout::RemoteState;
 pub use ssh::Ssh;

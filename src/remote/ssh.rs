@@ -3,7 +3,7 @@
 //! the forwards every later stage uses: the Docker socket, TCP tunnels to the host's
 //! loopback services, and a reverse tunnel for the drill's webhook.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::hosts::Host;
 use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
 use std::net::{Ipv4Addr, TcpListener};
@@ -121,7 +121,7 @@ impl Ssh {
         let (w, out) = tokio::join!(writer, child.wait_with_output());
         let out = out.map_err(|e| self.lost(e))?;
         if let Err(e) = w {
-            return Err(Error::remote("transfer", format!("sending data to {} failed: {e}", self.host.name), "run the command again"));
+            return Err(Error::remote(Kind::Transfer, format!("sending data to {} failed: {e}", self.host.name), "run the command again"));
         }
         Ok(RemoteOutput::from(out))
     }
@@ -131,7 +131,7 @@ impl Ssh {
         let local = self.dir.path().join(name);
         self.session.request_port_forward(ForwardType::Local, local.as_path(), Path::new(remote)).await.map_err(|e| {
             Error::remote(
-                "forward_failed",
+                Kind::ForwardFailed,
                 format!("cannot forward {remote} on {}: {e}", self.host.name),
                 "check that the socket exists and that sshd allows stream-local forwarding (AllowStreamLocalForwarding)",
             )
@@ -161,7 +161,7 @@ impl Ssh {
             }
         }
         Err(Error::remote(
-            "forward_failed",
+            Kind::ForwardFailed,
             format!("cannot open a tunnel to port {remote_port} on {}: {}", self.host.name, last.map(|e| e.to_string()).unwrap_or_default()),
             "check that sshd allows TCP forwarding (AllowTcpForwarding yes)",
         ))
@@ -171,7 +171,7 @@ impl Ssh {
     pub async fn reverse_tunnel(&self, remote_port: u16, local_port: u16) -> Result<()> {
         self.session.request_port_forward(ForwardType::Remote, Socket::new("127.0.0.1", remote_port), Socket::new("127.0.0.1", local_port)).await.map_err(|e| {
             Error::remote(
-                "forward_failed",
+                Kind::ForwardFailed,
                 format!("cannot listen on 127.0.0.1:{remote_port} on {} for the drill receiver: {e}", self.host.name),
                 format!("is port {remote_port} taken on the host? change `drill.port` in the manifest"),
             )

@@ -309,6 +309,16 @@ mod humantime_serde_str {
 }
 
 impl Manifest {
+    /// The port a service listens on (its first manifest port).
+    pub fn service_port(&self, service: &str) -> Option<u16> {
+        self.services.get(service).and_then(|s| s.ports.first()).map(|p| p.port)
+    }
+
+    /// The Grafana admin user the stack configures (`GF_SECURITY_ADMIN_USER`, default admin).
+    pub fn grafana_admin(&self) -> String {
+        self.services.get("grafana").and_then(|g| g.env.get("GF_SECURITY_ADMIN_USER").cloned()).unwrap_or_else(|| "admin".into())
+    }
+
     /// Parse a manifest; errors carry the parser's line and column.
     pub fn from_yaml(text: &str) -> Result<Manifest, serde_yaml::Error> {
         serde_yaml::from_str(text)

@@ -9,7 +9,7 @@ pub mod promql;
 
 pub use manifest::Manifest;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use std::path::{Path, PathBuf};
 
 /// Deserialize a YAML `null` (a key written with nothing after it, as in `global:`) as
@@ -36,14 +36,18 @@ impl Stack {
         let path = dir.join("stackproof.yml");
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Error::config(
-                "stack_missing",
+                Kind::StackMissing,
                 format!("cannot read the stack manifest {}: {e}", path.display()),
                 "pass --stack DIR pointing at a directory with stackproof.yml (the default stack is ./stack)",
             )
         })?;
         let manifest = Manifest::from_yaml(&text).map_err(|e| {
             let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-            Error::config("stack_invalid", format!("{}{at}: {e}", path.display()), format!("run `stackproof lint --stack {}` for every finding", dir.display()))
+            Error::config(
+                Kind::StackInvalid,
+                format!("{}{at}: {e}", path.display()),
+                format!("run `stackproof lint --stack {}` for every finding", dir.display()),
+            )
         })?;
         Ok(Stack { dir: dir.to_path_buf(), manifest })
     }

@@ -5,8 +5,8 @@
 //! config Alertmanager reports it runs (falling back to the deployed file).
 
 use super::config_diff;
-use super::http::{join, Answer};
 use super::{timed, Check, Ctx, Outcome};
+use crate::remote::http::{join, Answer};
 use crate::stack::alertmanager::{Config as AmConfig, Route};
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;

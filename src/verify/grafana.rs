@@ -6,10 +6,10 @@
 
 use super::alertmanager::first;
 use super::frames::{self, Outcome as Judged};
-use super::http::{join, Auth};
 use super::panels;
 use super::stackfiles::{prom_duration, DashFile};
 use super::{poll, skipped, timed, Attempt, Check, Ctx, DashboardResult, Outcome, PanelResult, QueryResult, Status};
+use crate::remote::http::{join, Auth};
 use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
@@ -446,7 +446,7 @@ async fn panel_checks(ctx: &Ctx<'_>, visible: &[(String, String, String)]) -> (V
         if pending.is_empty() || Instant::now() >= ctx.bounds.panels {
             break;
         }
-        tokio::time::sleep_until(tokio::time::Instant::from_std((Instant::now() + super::POLL_EVERY * 2).min(ctx.bounds.panels))).await;
+        tokio::time::sleep_until(tokio::time::Instant::from_std((Instant::now() + super::POLL_INTERVAL * 2).min(ctx.bounds.panels))).await;
     }
     let total_ms = t0.elapsed().as_millis() as u64;
 

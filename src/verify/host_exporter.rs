@@ -2,8 +2,8 @@
 //! series the manifest declares under `metrics.host_exporter`.
 
 use super::exposition;
-use super::http::join;
 use super::{alertmanager::first, poll, skipped, timed, Attempt, Check, Ctx, Outcome, Status};
+use crate::remote::http::join;
 
 /// `full: false` is the quick reachability check deploy uses (answers only).
 pub(crate) async fn checks(ctx: &Ctx<'_>, full: bool) -> Vec<Check> {

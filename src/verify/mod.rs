@@ -1,7 +1,8 @@
 //! `verify`: prove the deployed stack works the way a person would check it.
 //!
-//! This module knows nothing about SSH: it receives HTTP base URLs (the local ends of
-//! the tunnels the caller opened) and the stack that was deployed. Every check polls its
+//! The checks know nothing about SSH: they receive HTTP base URLs (the local ends of
+//! the tunnels `on_host` opened through the connection layer) and the stack that was
+//! deployed. Every check polls its
 //! service until it passes or until a deadline derived from the stack's own timing
 //! (scrape and evaluation intervals, Grafana's provider update interval) — capped by
 //! the caller's overall deadline — and never sleeps a fixed time.
@@ -16,7 +17,7 @@ pub mod exposition;
 pub mod frames;
 pub mod grafana;
 pub mod host_exporter;
-mod http;
+pub mod on_host;
 pub mod panels;
 pub mod prometheus;
 pub mod stackfiles;
@@ -27,15 +28,11 @@ use std::time::{Duration, Instant};
 
 pub use stackfiles::StackFiles;
 
-/// Base URLs of the four HTTP services, e.g. `http://127.0.0.1:43211` (no trailing slash
-/// needed). On a real host these are the local ends of SSH tunnels.
-#[derive(Debug, Clone)]
-pub struct Endpoints {
-    pub prometheus: String,
-    pub alertmanager: String,
-    pub grafana: String,
-    pub host_exporter: String,
-}
+use crate::remote::http;
+pub(crate) use crate::remote::poll::{poll, Attempt, POLL_INTERVAL};
+/// Base URLs of the four HTTP services, e.g. `http://127.0.0.1:43211`. On a real host
+/// these are the local ends of SSH tunnels the connection layer opened.
+pub use crate::remote::Endpoints;
 
 pub struct VerifyInput {
     /// The stack that was deployed (its files are the reference for "deployed config").
@@ -175,37 +172,6 @@ pub(crate) async fn timed(name: impl Into<String>, fut: impl Future<Output = Out
 
 pub(crate) fn skipped(name: impl Into<String>, why: impl Into<String>) -> Check {
     Check { name: name.into(), status: Status::Skip, detail: why.into(), hint: String::new(), duration_ms: 0 }
-}
-
-/// One try of a polled check: done, or not yet (with what was seen, reported if the
-/// deadline passes).
-pub(crate) enum Attempt<T> {
-    Done(T),
-    Retry(String),
-}
-
-/// How often a polled check asks again. Short: every answer is local and cheap.
-pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
-
-/// Try `f` until it is done or `until` passes; at least one try always runs. Returns the
-/// last "not yet" reason on timeout.
-pub(crate) async fn poll<T, F, Fut>(until: Instant, mut f: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Attempt<T>>,
-{
-    loop {
-        match f().await {
-            Attempt::Done(t) => return Ok(t),
-            Attempt::Retry(why) => {
-                let now = Instant::now();
-                if now >= until {
-                    return Err(why);
-                }
-                tokio::time::sleep_until(tokio::time::Instant::from_std((now + POLL_EVERY).min(until))).await;
-            }
-        }
-    }
 }
 
 /// Everything the checks share: HTTP client, endpoints, the stack's files, deadlines.

@@ -3,9 +3,9 @@
 //! reads present now. Facts: research/prometheus-facts.md §1.
 
 use super::alertmanager::first;
-use super::http::join;
 use super::stackfiles::RuleGroup;
 use super::{config_diff, poll, skipped, timed, Attempt, Check, Ctx, Outcome, Status};
+use crate::remote::http::join;
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;

@@ -55,7 +55,15 @@ pub fn clip(s: &str, n: usize) -> String {
     }
 }
 
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
 impl Http {
+    /// The one client builder: no proxy (every URL is a local tunnel end), a short
+    /// connect timeout and a per-request cap.
     pub fn new() -> Http {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -64,6 +72,21 @@ impl Http {
             .build()
             .expect("reqwest client with static settings");
         Http { client }
+    }
+
+    /// The underlying client, for requests this adapter does not phrase (plain text
+    /// bodies, POSTs without JSON).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// POST without a body (reloads).
+    pub async fn post(&self, url: &str, auth: Option<Auth<'_>>) -> Result<Answer, String> {
+        let mut rb = self.client.post(url);
+        if let Some(a) = auth {
+            rb = rb.basic_auth(a.user, Some(a.password));
+        }
+        send(rb, url).await
     }
 
     pub async fn get(&self, url: &str, auth: Option<Auth<'_>>) -> Result<Answer, String> {

@@ -1,11 +1,11 @@
 //! `stackproof status`: releases (current, verified, when, by whom), containers with
 //! their release and health, the host exporter, the lock, and the last verifications.
 
-use crate::deploy::Conn;
 use crate::error::Result;
 use crate::hosts::Host;
 use crate::output::Format;
 use crate::remote::layout;
+use crate::remote::Conn;
 use crate::stack::Stack;
 use serde_json::{json, Value};
 
@@ -122,7 +122,7 @@ pub fn render(s: &Value) -> String {
     o
 }
 
-pub async fn command(stack: &Stack, host: &Host, format: Format) -> Result<i32> {
+pub async fn run(stack: &Stack, host: &Host, format: Format) -> Result<i32> {
     let conn = Conn::open(host).await?;
     let s = collect(&conn, stack).await?;
     conn.ssh.close().await;

@@ -1,0 +1,233 @@
+//! `deploy`: the pipeline. Lint (by the caller), then under the host's lock one pass of
+//! named steps (`pipeline`): plan → preflight → sync → containers → exporter → checks,
+//! then the outage drill; a failure after the host was touched goes back to the last
+//! verified release (`rollback`). Every decision is a pure function in `decide`.
+//!
+//! | step       | module                  | touches the host                         |
+//! |------------|-------------------------|------------------------------------------|
+//! | plan       | `pipeline::make_plan`   | no (reads state, containers, secrets)    |
+//! | preflight  | `pipeline`, `host_exporter::preflight` | no (ports; pulls images)  |
+//! | sync       | `release::sync`         | at the swap of `current`                 |
+//! | containers | `containers::apply`     | at the first remove, create or reload    |
+//! | exporter   | `host_exporter::apply`  | at the stop                              |
+//! | checks     | `verify::on_host`       | no                                       |
+//! | drill      | `drill::run`            | stops and restarts the exporter          |
+
+pub mod containers;
+pub mod decide;
+pub mod host_exporter;
+pub mod pipeline;
+pub mod release;
+pub mod rollback;
+
+use crate::error::{Error, Kind, Result};
+use crate::hosts::{Host, Secret};
+use crate::output::{Format, Progress};
+use crate::plan::PlanSummary;
+use crate::remote::lock::{lock, release_lock, who};
+use crate::remote::{layout, Conn};
+use crate::stack::Stack;
+use crate::verify::{Check, Status};
+use decide::{AfterFailure, Drill};
+pub use pipeline::{Durations, Failure, Outcome, Step, Target};
+pub use release::LocalFiles;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What a step did to the host: set (by `touch`) right before its first change.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Effects {
+    pub touched: bool,
+}
+
+impl Effects {
+    pub fn touch(&mut self) {
+        self.touched = true;
+    }
+}
+
+pub struct DeployOptions {
+    pub lock_wait: Option<Duration>,
+    pub format: Format,
+    /// `Some(true)` forces the drill, `Some(false)` skips it, `None` decides from the plan.
+    pub drill: Option<bool>,
+    pub rollback: bool,
+}
+
+/// The deploy report (`--format json`).
+#[derive(Debug, Serialize)]
+pub struct DeployReport {
+    pub ok: bool,
+    pub release: String,
+    pub plan: Option<PlanSummary>,
+    pub checks: Vec<Check>,
+    pub durations: Durations,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<serde_json::Value>,
+    /// Set when the deploy failed after the host was touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackReport>,
+    /// The verification of the deployed release, for the text and HTML reports.
+    #[serde(skip)]
+    pub verify: Option<crate::verify::Report>,
+}
+
+/// Where a failed deploy went back to, and whether that release verified again.
+#[derive(Debug, Serialize)]
+pub struct RollbackReport {
+    /// `None`: no release of this host has passed verification yet.
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<Check>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `stackproof deploy`: connect, take the lock, run the pipeline, journal, release the
+/// lock on every path (success, error, Ctrl-C / SIGTERM). Exit 0 deployed and verified,
+/// 1 failed (rolled back when the host had changed).
+pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<(DeployReport, i32)> {
+    let quiet = opts.format == Format::Json;
+    let t0 = Instant::now();
+    let mut durations = Durations::new();
+    let secrets = host.secrets(&stack.manifest.secrets)?;
+    let local = LocalFiles::read(stack)?;
+    // An impossible drill (a `for` longer than drill.timeout) is refused before connecting.
+    if opts.drill != Some(false) {
+        crate::drill::bounds::bounds(stack, false).map_err(|m| {
+            let e = crate::drill::refused(m);
+            Error::config(Kind::DrillRefused, e.to_string(), format!("{} (or deploy with --no-drill)", e.hint()))
+        })?;
+    }
+
+    let step = Progress::step(format!("connecting to {}", host.display_target()), quiet);
+    let mut conn = Conn::open(host).await.inspect_err(|e| step.fail(e.to_string()))?;
+    step.finish(format!("connected to {}", host.name));
+    if let Err(e) = release::ensure_writable(&conn) {
+        conn.ssh.close().await;
+        return Err(e);
+    }
+    let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
+    let result = crate::signals::until_interrupted(run(&mut conn, stack, &local, &secrets, opts, &mut durations)).await;
+    release_lock(&conn.ssh, &lock).await;
+    durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let entry = serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "ok": false, "error": e.to_string(), "kind": e.kind()});
+            let _ = layout::journal(&conn.ssh, &entry).await;
+            conn.ssh.close().await;
+            return Err(e);
+        }
+    };
+    report.durations = durations;
+    let entry = serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": report.release, "ok": report.ok,
+        "plan": report.plan, "durations": report.durations, "rollback": report.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok}))});
+    let _ = layout::journal(&conn.ssh, &entry).await;
+    conn.ssh.close().await;
+    let code = if report.ok { 0 } else { 1 };
+    Ok((report, code))
+}
+
+/// The pass, the drill, and what follows a failure.
+async fn run(
+    conn: &mut Conn,
+    stack: &Stack,
+    local: &LocalFiles,
+    secrets: &BTreeMap<String, Secret>,
+    opts: &DeployOptions,
+    durations: &mut Durations,
+) -> Result<DeployReport> {
+    let quiet = opts.format == Format::Json;
+    let last_verified = conn.state.verified.clone();
+    let drill_passed_before = conn.state.drill_passed.is_some();
+    let (plan, mut report, touched, failure) = match pipeline::apply(conn, stack, Target::New(local), secrets, quiet, durations).await {
+        Ok(o) => (Some(o.plan), Some(o.report), o.touched, None),
+        // Nothing changed on the host: the deploy could not run (exit 2), nothing to undo.
+        Err(f) if !f.touched => return Err(f.error),
+        Err(f) => (f.plan, None, true, Some((f.step, f.error))),
+    };
+
+    if let (Some(p), Some(r)) = (&plan, report.as_mut()) {
+        match decide::drill(opts.drill, p.alert_path_touched, drill_passed_before, r.ok) {
+            Drill::Run => {
+                let t = Instant::now();
+                let d = crate::drill::run(conn, stack, &crate::drill::DrillOptions { real: false, quiet }).await?;
+                durations.insert("drill_ms".into(), t.elapsed().as_millis() as u64);
+                if !quiet {
+                    eprint!("{}", crate::drill::render_text(&d));
+                }
+                r.ok &= d.ok;
+                r.checks.push(d.check());
+                r.drill = Some(d.to_json());
+                if d.ok {
+                    layout::mark_drill_passed(&conn.ssh, &p.release).await?;
+                }
+            }
+            Drill::ChecksFailed if !quiet => eprintln!("– outage drill skipped: the checks failed"),
+            Drill::ChecksFailed | Drill::NotNeeded | Drill::Disabled => {}
+        }
+    }
+    let ok = report.as_ref().is_some_and(|r| r.ok);
+    let release = plan.as_ref().map(|p| p.release.clone()).unwrap_or_default();
+    if ok {
+        layout::mark_verified(&conn.ssh, &release).await?;
+        release::prune(conn).await?;
+    }
+    let mut out = DeployReport {
+        ok,
+        release,
+        plan: plan.as_ref().map(|p| p.summary()),
+        checks: report.as_ref().map(|r| r.checks.clone()).unwrap_or_default(),
+        durations: Durations::new(),
+        drill: report.as_ref().and_then(|r| r.drill.clone()),
+        rollback: None,
+        verify: report.clone(),
+    };
+    if let Some((step, e)) = &failure {
+        let detail = format!("{} step failed: {e}", step.as_str());
+        out.checks.push(Check { name: "deploy".into(), status: Status::Fail, detail, hint: e.hint(), duration_ms: 0 });
+        if !quiet {
+            eprintln!("✗ {e}\n  hint: {}", e.hint());
+        }
+    }
+    if ok {
+        return Ok(out);
+    }
+    match decide::after_failure(touched, opts.rollback, last_verified.as_deref()) {
+        AfterFailure::Untouched => {
+            if !quiet {
+                eprintln!("nothing on the host changed: the release that was there stays in place");
+            }
+        }
+        AfterFailure::KeepForDebugging => {
+            if !quiet {
+                eprintln!("--no-rollback: the failed release stays in place for debugging");
+            }
+        }
+        AfterFailure::NothingToRollBackTo => {
+            if !quiet {
+                eprintln!("no release of this host has passed verification yet: nothing to roll back to");
+            }
+            out.rollback = Some(RollbackReport { to: None, ok: None, checks: None, error: None, reason: Some("no verified release".into()) });
+        }
+        AfterFailure::RollBack(to) => {
+            if !quiet {
+                eprintln!("verification failed: rolling back to {to}, the last verified release");
+            }
+            let t = Instant::now();
+            let r = rollback::rollback_to(conn, &to, secrets, quiet).await;
+            durations.insert("rollback_ms".into(), t.elapsed().as_millis() as u64);
+            out.rollback = Some(match r {
+                Ok(o) => RollbackReport { to: Some(to), ok: Some(o.report.ok), checks: Some(o.report.checks), error: None, reason: None },
+                Err(e) => RollbackReport { to: Some(to), ok: Some(false), checks: None, error: Some(e.to_string()), reason: None },
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,51 @@
+//! The checks against a live host: tunnels through the host's connection, the Grafana
+//! secret from the host entry, and the journal line. Used by `verify`, by `deploy` at its
+//! end, by `rollback` and by `watch`.
+
+use super::{Endpoints, Report, VerifyInput};
+use crate::error::{Error, Kind, Result};
+use crate::hosts::Host;
+use crate::output::Progress;
+use crate::remote::{layout, Conn};
+use crate::stack::Stack;
+use std::time::Instant;
+
+/// The input of the checks for this host.
+pub async fn input(conn: &Conn, stack: &Stack, host: &Host) -> Result<VerifyInput> {
+    let password = host.secrets(&stack.manifest.secrets)?.remove("grafana_admin_password").ok_or_else(|| {
+        Error::config(Kind::SecretMissing, "the stack declares no `grafana_admin_password` secret", "add it under `secrets:` in the manifest")
+    })?;
+    let endpoints: Endpoints = conn.endpoints(&stack.manifest).await?;
+    Ok(VerifyInput {
+        stack: stack.clone(),
+        endpoints,
+        grafana_user: stack.manifest.grafana_admin(),
+        grafana_password: password,
+        deadline: Instant::now() + stack.manifest.verify.timeout,
+    })
+}
+
+/// Run every check against the host.
+pub async fn checks(conn: &Conn, stack: &Stack, host: &Host, quiet: bool) -> Result<Report> {
+    let input = input(conn, stack, host).await?;
+    let progress = Progress::step("verifying", quiet);
+    Ok(super::run(&input, &progress).await)
+}
+
+/// Journal a verification (no secrets: check names, statuses and details only, and the
+/// details were already redacted).
+pub async fn journal(conn: &Conn, event: &str, release: Option<&str>, report: &Report) {
+    let failed: Vec<_> = report.failed().map(|c| serde_json::json!({"name": c.name, "detail": c.detail})).collect();
+    let entry = serde_json::json!({
+        "event": event,
+        "at": chrono::Utc::now().to_rfc3339(),
+        "release": release,
+        "ok": report.ok,
+        "checks": report.checks.len(),
+        "failed": failed,
+        "drill": report.drill,
+    });
+    if let Err(e) = layout::journal(&conn.ssh, &entry).await {
+        tracing::warn!("journal: {e}");
+    }
+}
