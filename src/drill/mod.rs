@@ -8,9 +8,11 @@
 //! The exporter is always restarted: after a pass, a failure, an exceeded bound, and
 //! on Ctrl-C / SIGTERM (the drill then returns [`Error::Interrupted`]).
 //!
-//! Used by `verify --drill` ([`verify_command`]) and by `deploy` ([`run`]).
+//! Used by `verify --drill` (`commands::verify`) and by `deploy` ([`run`]).
 
 pub mod bounds;
+mod observe;
+mod report;
 pub mod webhook;
 
 use crate::error::{Error, Kind, Result};
@@ -19,10 +21,12 @@ use crate::remote::layout;
 use crate::remote::poll::{poll, POLL_INTERVAL};
 use crate::remote::Conn;
 use crate::stack::Stack;
-use crate::verify::{Check, Endpoints, Status};
+use crate::verify::Endpoints;
 pub use bounds::{bounds, Bounds};
 use futures_util::FutureExt;
-use serde::Serialize;
+pub use observe::counter;
+use observe::{exporter_answers, host_time, per_receiver, snapshot, Snapshot};
+pub use report::{render_text, DrillReport, Stage};
 use std::time::{Duration, Instant};
 use webhook::Webhook;
 
@@ -31,233 +35,6 @@ pub struct DrillOptions {
     pub real: bool,
     /// No progress lines on stderr (JSON output).
     pub quiet: bool,
-}
-
-/// One stage of the drill against its bound.
-#[derive(Debug, Clone, Serialize)]
-pub struct Stage {
-    pub name: String,
-    /// `outage` (measured from the exporter's stop) or `recovery` (from the moment it
-    /// answers again).
-    pub phase: &'static str,
-    /// Seconds after the phase's start; None when it was not seen.
-    pub after_s: Option<f64>,
-    pub bound_s: f64,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
-
-/// The drill's outcome (`report.drill` in JSON).
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillReport {
-    pub ok: bool,
-    pub alert: String,
-    pub real_alert: String,
-    pub real: bool,
-    pub stages: Vec<Stage>,
-    pub fired_after_s: Option<f64>,
-    pub fire_bound_s: f64,
-    pub delivered: bool,
-    pub delivered_after_s: Option<f64>,
-    pub resolved_after_s: Option<f64>,
-    pub resolve_bound_s: f64,
-    /// Seconds from the restart command until the exporter answered again.
-    pub restart_after_s: Option<f64>,
-    pub exporter_restarted: bool,
-    /// Whole drill, wall time.
-    pub total_s: f64,
-    pub bounds: bounds::Inputs,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl DrillReport {
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("a drill report serialises")
-    }
-
-    /// The drill as one check of a verification report.
-    pub fn check(&self) -> Check {
-        let missed: Vec<String> = self
-            .stages
-            .iter()
-            .filter(|s| !s.ok)
-            .map(|s| match s.after_s {
-                Some(a) => format!("{} after {a:.1} s (bound {:.1} s)", s.name, s.bound_s),
-                None => {
-                    format!("{}: not seen within {:.1} s{}", s.name, s.bound_s, if s.detail.is_empty() { String::new() } else { format!(" ({})", s.detail) })
-                }
-            })
-            .collect();
-        let (status, detail, hint) = if self.ok {
-            (
-                Status::Pass,
-                format!(
-                    "{} fired after {:.1} s (bound {:.1} s), delivered after {:.1} s, resolved notification {:.1} s after the restart (bound {:.1} s)",
-                    self.alert,
-                    self.fired_after_s.unwrap_or_default(),
-                    self.fire_bound_s,
-                    self.delivered_after_s.unwrap_or_default(),
-                    self.resolved_after_s.unwrap_or_default(),
-                    self.resolve_bound_s
-                ),
-                String::new(),
-            )
-        } else {
-            let mut d = missed.join("; ");
-            if let Some(e) = &self.error {
-                d = if d.is_empty() { e.clone() } else { format!("{e}; {d}") };
-            }
-            let hint = if !self.delivered && self.fired_after_s.is_some() {
-                format!("the alert fired but no notification reached stackproof: check receiver `{}` in alertmanager.yml (a webhook to http://127.0.0.1:<drill.port>/) and Alertmanager's log", self.bounds.receiver)
-            } else {
-                "see the drill timeline; the bounds come from the scrape/evaluation intervals, `for` and the route's group_wait/group_interval".into()
-            };
-            (Status::Fail, d, hint)
-        };
-        Check { name: "outage drill".into(), status, detail, hint, duration_ms: (self.total_s * 1000.0) as u64 }
-    }
-}
-
-/// A compact terminal timeline.
-pub fn render_text(d: &DrillReport) -> String {
-    let mut s = format!("outage drill ({}{}):\n", d.alert, if d.real { format!(" + {}", d.real_alert) } else { String::new() });
-    let width = d.stages.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
-    let mut phase = "";
-    for st in &d.stages {
-        if st.phase != phase {
-            phase = st.phase;
-            s.push_str(if phase == "outage" { "  after the exporter stopped:\n" } else { "  after the exporter answered again:\n" });
-        }
-        let at = st.after_s.map(|a| format!("{a:>5.1} s")).unwrap_or_else(|| "    – ".into());
-        let mark = if st.ok { "✓" } else { "✗" };
-        let detail = if st.ok || st.detail.is_empty() { String::new() } else { format!("  {}", st.detail) };
-        s.push_str(&format!("    {mark} {:<width$}  {at}  (bound {:>5.1} s){detail}\n", st.name, st.bound_s));
-    }
-    if let Some(e) = &d.error {
-        s.push_str(&format!("  ✗ {e}\n"));
-    }
-    s.push_str(&format!(
-        "  drill {} in {:.1} s; exporter {}\n",
-        if d.ok { "passed" } else { "FAILED" },
-        d.total_s,
-        if d.exporter_restarted { "running again" } else { "NOT confirmed running — check it" }
-    ));
-    s
-}
-
-// ---------------------------------------------------------------------------------------
-// Reading the live state
-
-/// One poll of Prometheus and Alertmanager.
-#[derive(Debug, Default)]
-struct Snapshot {
-    /// Health of the drill job's targets (`up`/`down`/`unknown`).
-    job_health: Vec<String>,
-    /// (alertname, state) in Prometheus.
-    prom: Vec<(String, String)>,
-    /// (alertname, state) in Alertmanager.
-    am: Vec<(String, String)>,
-    am_metrics: Option<String>,
-    errors: Vec<String>,
-}
-
-impl Snapshot {
-    fn prom_state(&self, alert: &str) -> Option<&str> {
-        // Firing wins over pending when several series exist.
-        let states: Vec<&str> = self.prom.iter().filter(|(n, _)| n == alert).map(|(_, s)| s.as_str()).collect();
-        if states.contains(&"firing") {
-            Some("firing")
-        } else {
-            states.first().copied()
-        }
-    }
-    fn am_state(&self, alert: &str) -> Option<&str> {
-        self.am.iter().find(|(n, _)| n == alert).map(|(_, s)| s.as_str())
-    }
-    fn job_all(&self, health: &str) -> bool {
-        !self.job_health.is_empty() && self.job_health.iter().all(|h| h == health)
-    }
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> std::result::Result<serde_json::Value, String> {
-    let r = client.get(url).send().await.map_err(|e| format!("{url}: {e}"))?;
-    if !r.status().is_success() {
-        return Err(format!("{url} answered {}", r.status()));
-    }
-    r.json().await.map_err(|e| format!("{url}: {e}"))
-}
-
-async fn snapshot(client: &reqwest::Client, ep: &Endpoints, job: &str, metrics: bool) -> Snapshot {
-    let targets = format!("{}/api/v1/targets?state=active", ep.prometheus);
-    let alerts = format!("{}/api/v1/alerts", ep.prometheus);
-    let am = format!("{}/api/v2/alerts", ep.alertmanager);
-    let am_metrics = format!("{}/metrics", ep.alertmanager);
-    let (t, a, m, mm) = tokio::join!(get_json(client, &targets), get_json(client, &alerts), get_json(client, &am), async {
-        if !metrics {
-            return Ok(None);
-        }
-        let r = client.get(&am_metrics).send().await.map_err(|e| e.to_string())?;
-        r.text().await.map(Some).map_err(|e| e.to_string())
-    });
-    let mut s = Snapshot::default();
-    match t {
-        Ok(v) => {
-            s.job_health = v["data"]["activeTargets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|t| t["labels"]["job"] == job)
-                .map(|t| t["health"].as_str().unwrap_or("").to_string())
-                .collect()
-        }
-        Err(e) => s.errors.push(e),
-    }
-    match a {
-        Ok(v) => {
-            s.prom = v["data"]["alerts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| (a["labels"]["alertname"].as_str().unwrap_or("").to_string(), a["state"].as_str().unwrap_or("").to_string()))
-                .collect()
-        }
-        Err(e) => s.errors.push(e),
-    }
-    match m {
-        Ok(v) => {
-            s.am = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| (a["labels"]["alertname"].as_str().unwrap_or("").to_string(), a["status"]["state"].as_str().unwrap_or("").to_string()))
-                .collect()
-        }
-        Err(e) => s.errors.push(e),
-    }
-    match mm {
-        Ok(v) => s.am_metrics = v,
-        Err(e) => s.errors.push(format!("{am_metrics}: {e}")),
-    }
-    s
-}
-
-/// Sum of a counter over the lines with `integration="…"` (and, where Alertmanager
-/// labels its counters by receiver — newer releases — `receiver_name="…"`).
-/// Hand-written: one counter from a text exposition needs no parser crate.
-pub fn counter(text: &str, name: &str, integration: &str, receiver: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| l.contains(&format!("integration=\"{integration}\"")))
-        .filter(|l| !l.contains("receiver_name=") || l.contains(&format!("receiver_name=\"{receiver}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Whether Alertmanager counts notifications per receiver (not only per integration).
-fn per_receiver(text: &str) -> bool {
-    text.lines().any(|l| l.starts_with("alertmanager_notifications_total{") && l.contains("receiver_name="))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -334,20 +111,6 @@ where
             return;
         }
         tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Seconds since the epoch on the host's clock (Prometheus' `time()`).
-async fn host_time(client: &reqwest::Client, ep: &Endpoints) -> Option<f64> {
-    let v = get_json(client, &format!("{}/api/v1/query?query=time()", ep.prometheus)).await.ok()?;
-    v["data"]["result"][1].as_str()?.parse().ok()
-}
-
-/// Does the exporter answer with exposition text?
-async fn exporter_answers(client: &reqwest::Client, ep: &Endpoints, path: &str) -> bool {
-    match client.get(format!("{}{path}", ep.host_exporter)).send().await {
-        Ok(r) if r.status().is_success() => r.text().await.map(|t| t.contains("# TYPE ")).unwrap_or(false),
-        _ => false,
     }
 }
 
@@ -648,6 +411,7 @@ async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::Status;
 
     #[test]
     fn counters_by_integration_and_receiver() {
