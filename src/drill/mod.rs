@@ -18,7 +18,7 @@ pub mod webhook;
 use crate::error::{Error, Kind, Result};
 use crate::exporter::{choose_mode, Exporter};
 use crate::remote::layout;
-use crate::remote::poll::{poll, POLL_INTERVAL};
+use crate::remote::poll::{poll, Attempt, POLL_INTERVAL};
 use crate::remote::Conn;
 use crate::stack::Stack;
 use crate::verify::Endpoints;
@@ -86,31 +86,41 @@ fn hit(g: &mut Goal, start: Instant, quiet: bool) {
     }
 }
 
-/// Poll until every goal is seen or every open goal is past its bound (plus a grace of
-/// one poll interval), or one failed.
-async fn watch<F>(goals: &mut [Goal], start: Instant, quiet: bool, mut poll: impl FnMut() -> F, mut judge: impl FnMut(&Snapshot, &mut [Goal], Instant, bool))
+/// Poll (with the one poll loop) until every goal is seen or every open goal is past its
+/// bound (plus a grace of one poll interval), or one failed.
+async fn watch<F>(goals: &mut [Goal], start: Instant, quiet: bool, snap: impl Fn() -> F, judge: impl FnMut(&Snapshot, &mut [Goal], Instant, bool))
 where
     F: std::future::Future<Output = Snapshot>,
 {
-    loop {
-        let snap = poll().await;
-        judge(&snap, goals, start, quiet);
+    let last = goals.iter().map(|g| g.bound).max().unwrap_or_default();
+    let goals = std::cell::RefCell::new(goals);
+    let judge = std::cell::RefCell::new(judge);
+    // Ok(()) every goal was seen; Err(why) the open ones are past their bounds.
+    let outcome = poll(start + last + POLL_INTERVAL * 2, || async {
+        let s = snap().await;
+        let mut goals = goals.borrow_mut();
+        (judge.borrow_mut())(&s, &mut goals, start, quiet);
         let now = Instant::now();
-        let open: Vec<&mut Goal> = goals.iter_mut().filter(|g| g.open()).collect();
+        let open: Vec<&Goal> = goals.iter().filter(|g| g.open()).collect();
+        let why = if s.errors.is_empty() { String::new() } else { format!("last poll: {}", s.errors.join("; ")) };
         if open.is_empty() {
-            return;
+            Attempt::Done(Ok(()))
+        } else if open.iter().all(|g| now >= start + g.bound + POLL_INTERVAL) {
+            Attempt::Done(Err(why))
+        } else {
+            Attempt::Retry(why)
         }
-        if open.iter().all(|g| now >= start + g.bound + POLL_INTERVAL) {
-            let why = if snap.errors.is_empty() { String::new() } else { format!("last poll: {}", snap.errors.join("; ")) };
-            for g in goals.iter_mut().filter(|g| g.open()) {
-                g.failed = Some(if why.is_empty() { format!("not seen within {:.1} s", g.bound.as_secs_f64()) } else { why.clone() });
-                if !quiet {
-                    eprintln!("  ✗  {} not seen within {:.1} s", g.name, g.bound.as_secs_f64());
-                }
-            }
-            return;
+    })
+    .await;
+    let why = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(why)) | Err(why) => why,
+    };
+    for g in goals.into_inner().iter_mut().filter(|g| g.open()) {
+        g.failed = Some(if why.is_empty() { format!("not seen within {:.1} s", g.bound.as_secs_f64()) } else { why.clone() });
+        if !quiet {
+            eprintln!("  ✗  {} not seen within {:.1} s", g.name, g.bound.as_secs_f64());
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
