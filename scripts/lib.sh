@@ -4,7 +4,7 @@
 # The repository root, from the location of this file (works from any cwd).
 SP_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Fixed names shared with the rest of the project (see ARCHITECTURE.md).
+# Fixed names shared with the rest of the project (see docs/architecture.md "Contracts between the parts").
 SP_STATE_ROOT="$SP_REPO/.stackproof"
 SP_STATE="$SP_STATE_ROOT/sandbox"
 SP_HOSTS="$SP_STATE_ROOT/hosts.yml"
