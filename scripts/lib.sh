@@ -1,10 +1,11 @@
-# Shared helpers for scripts/images, scripts/sandbox, scripts/test and .ci/run.
+# Shared helpers for scripts/images, scripts/sandbox, scripts/demo, scripts/test and .ci/run.
 # Sourced, not executed. Bash only.
+# shellcheck shell=bash disable=SC2034  # the SP_* names are used by the scripts that source this file
 
 # The repository root, from the location of this file (works from any cwd).
 SP_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Fixed names shared with the rest of the project (see ARCHITECTURE.md).
+# Fixed names shared with the rest of the project (see docs/architecture.md "Contracts between the parts").
 SP_STATE_ROOT="$SP_REPO/.stackproof"
 SP_STATE="$SP_STATE_ROOT/sandbox"
 SP_HOSTS="$SP_STATE_ROOT/hosts.yml"
@@ -52,6 +53,99 @@ sp_require_docker() {
 # sp_require_file PATH PACKAGE: a file a Debian package provides.
 sp_require_file() {
   [[ -e $1 ]] || sp_die "$1 missing: install it with apt-get install -y --no-install-recommends $2"
+}
+
+# Debian 12 packages the sandbox, the demo and the end-to-end tests need.
+SP_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter openssh-server openssh-client docker-registry python3 iproute2)
+# systemd units those packages start on install. The project needs the binaries, not
+# these daemons, which would hold the ports of the stack's containers (9090, 9093,
+# 9100) and of the sandbox registry (5000); a unit is disabled only when
+# sp_ensure_packages itself installed its package.
+declare -A SP_PACKAGE_UNITS=(
+  [prometheus]=prometheus.service
+  [prometheus-alertmanager]=prometheus-alertmanager.service
+  [prometheus-node-exporter]=prometheus-node-exporter.service
+  [docker-registry]=docker-registry.service
+)
+
+# Print those of the named packages that dpkg does not list as installed.
+sp_missing_packages() {
+  local -A present=()
+  local p
+  while read -r p; do present[$p]=1; done < <(
+    dpkg-query -W -f '${Package} ${db:Status-Status}\n' "$@" 2>/dev/null | awk '$2 == "installed" { print $1 }'
+  )
+  for p in "$@"; do [[ -n ${present[$p]:-} ]] || printf '%s\n' "$p"; done
+}
+
+# sp_ensure_packages [--optional PKG...]: install whatever of SP_PACKAGES (and of the
+# optional packages) is missing, quietly, and print one timed line. apt-get update
+# runs only when something is missing. Without apt-get, or without root and sudo, a
+# missing required package is one error line saying what to run, and exit 2; an
+# optional package that cannot be installed is a warning.
+sp_ensure_packages() {
+  local -a optional=() missing_req=() missing_opt=() as_root=() new_pkgs=() opt_failed=()
+  if [[ ${1:-} == --optional ]]; then
+    shift
+    optional=("$@")
+  fi
+  local t0 p log
+  t0=$(sp_now_ms)
+  mapfile -t missing_req < <(sp_missing_packages "${SP_PACKAGES[@]}")
+  if ((${#optional[@]})); then mapfile -t missing_opt < <(sp_missing_packages "${optional[@]}"); fi
+  if ((${#missing_req[@]} + ${#missing_opt[@]} == 0)); then
+    sp_log "packages: all present ($(sp_elapsed "$t0"))"
+    return 0
+  fi
+
+  local -a all=("${missing_req[@]}" "${missing_opt[@]}")
+  local run="apt-get update && apt-get install -y --no-install-recommends ${all[*]}"
+  local why=""
+  if ! command -v apt-get >/dev/null 2>&1; then
+    why="no apt-get on this machine; the scripts expect Debian 12, where root runs"
+  elif [[ $EUID -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then as_root=(sudo); else why="installing needs root and there is no sudo; as root, run"; fi
+  fi
+  if [[ -n $why ]]; then
+    if ((${#missing_req[@]})); then
+      sp_die "Debian packages missing: ${missing_req[*]} ($why: $run)"
+    fi
+    sp_warn "optional packages missing: ${missing_opt[*]} ($why: $run)"
+    return 0
+  fi
+
+  log=$(mktemp)
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$log" 2>&1 || {
+    tail -n 5 "$log" >&2
+    rm -f "$log"
+    sp_die "apt-get update failed (last lines above): check the apt sources and the network, then retry"
+  }
+  if ((${#missing_req[@]})); then
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "${missing_req[@]}" >>"$log" 2>&1 || {
+      tail -n 5 "$log" >&2
+      rm -f "$log"
+      sp_die "apt-get install ${missing_req[*]} failed (last lines above); as root, run: $run"
+    }
+    new_pkgs=("${missing_req[@]}")
+  fi
+  for p in "${missing_opt[@]}"; do
+    if "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "$p" >>"$log" 2>&1; then
+      new_pkgs+=("$p")
+    else
+      opt_failed+=("$p")
+    fi
+  done
+  rm -f "$log"
+
+  # Keep the daemons of what was just installed from holding the stack's ports.
+  local -a new_units=()
+  if [[ -d /run/systemd/system ]]; then
+    for p in "${new_pkgs[@]}"; do [[ -n ${SP_PACKAGE_UNITS[$p]:-} ]] && new_units+=("${SP_PACKAGE_UNITS[$p]}"); done
+    if ((${#new_units[@]})); then "${as_root[@]}" systemctl disable --now "${new_units[@]}" >/dev/null 2>&1 || true; fi
+  fi
+
+  sp_log "packages: installed ${new_pkgs[*]:-nothing} in $(sp_elapsed "$t0")${new_units[*]:+ (stopped and disabled ${new_units[*]})}"
+  ((${#opt_failed[@]} == 0)) || sp_warn "optional packages not installed: ${opt_failed[*]} (apt-get install -y ${opt_failed[*]} says why)"
 }
 
 # True if PID is alive and its command line contains NEEDLE (literal).

@@ -1,5 +1,5 @@
 //! Error types. Every user-facing error says what went wrong, where, and what to do next,
-//! and maps to the exit codes of ARCHITECTURE.md's command table.
+//! and maps to the exit codes of docs/architecture.md "Commands, flags and exit codes".
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //!
 //! The decisions (`classify`, `pick_value`, `overall`, the exit code) are pure and
 //! unit-tested at their boundaries; `evaluate` is the thin HTTP shell that asks
-//! Prometheus' `/api/v1/query` (research/prometheus-facts.md §1.1, §1.3).
+//! Prometheus' `/api/v1/query` (docs/research/prometheus-facts.md §1.1, §1.3).
 
 use crate::remote::Ssh;
 use crate::stack::manifest::{Better, GateCriterion, Level};
@@ -50,7 +50,7 @@ pub fn level_word(l: Level) -> &'static str {
     }
 }
 
-/// `stackproof gate`'s exit code (ARCHITECTURE.md's command table): 0 green, 1 red, 3 yellow.
+/// `stackproof gate`'s exit code (docs/architecture.md "Commands, flags and exit codes"): 0 green, 1 red, 3 yellow.
 pub fn exit_code(l: Level) -> i32 {
     match l {
         Level::Green => 0,

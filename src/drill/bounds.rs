@@ -1,6 +1,6 @@
 //! The drill's timing bounds, computed from the stack's own configuration (pure).
 //!
-//! Formulas: research/prometheus-facts.md §2.2. Notation: `s` scrape interval of the
+//! Formulas: docs/research/prometheus-facts.md §2.2. Notation: `s` scrape interval of the
 //! host exporter's job, `d` failure detection (its scrape timeout: a stopped process
 //! refuses at once, but a hung one fails only after the timeout), `q` rule query offset,
 //! `e` the rule group's evaluation interval, `f` the rule's `for` (`n_f = ceil(f/e)`
@@ -28,7 +28,7 @@ pub const EXPORTER_START: Duration = Duration::from_secs(10);
 /// Prometheus' `--rules.alert.resend-delay` default.
 pub const DEFAULT_RESEND_DELAY: Duration = Duration::from_secs(60);
 /// Alertmanager's gossip settle delay after a fresh start when clustering is on
-/// (research §2.1 item 10, about 6–8 s).
+/// (docs/research/prometheus-facts.md §2.1 item 10, about 6–8 s).
 pub const CLUSTER_SETTLE: Duration = Duration::from_secs(8);
 
 /// What the bounds were computed from.

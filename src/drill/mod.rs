@@ -1,4 +1,4 @@
-//! The outage drill (ARCHITECTURE.md "The drill"): stop the host exporter and watch,
+//! The outage drill (docs/architecture.md "The drill"): stop the host exporter and watch,
 //! with timestamps, the drill alert go pending and firing in Prometheus, become active
 //! in Alertmanager and reach stackproof's own webhook (through a reverse SSH tunnel),
 //! and the real alert reach at least pending; then restart the exporter and watch
@@ -143,7 +143,7 @@ pub fn refused(msg: String) -> Error {
     let hint = if msg.contains("drill.timeout") {
         "shorten the rule's `for` (the drill alert needs only a few seconds), or raise `drill.timeout` in stackproof.yml"
     } else {
-        "run `stackproof lint` and fix the drill's rule, route or receiver (ARCHITECTURE.md \"The drill\")"
+        "run `stackproof lint` and fix the drill's rule, route or receiver (docs/architecture.md \"The drill\")"
     };
     Error::config(Kind::DrillRefused, msg, hint)
 }

@@ -380,7 +380,7 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
             &ctx.manifest_src,
             "drill/alert",
             format!("the drill alert `{}` is in no rule file of the stack", d.alert),
-            "add a group `stackproof-drill` with that alert on the host exporter's `up` (see ARCHITECTURE.md \"The drill\")",
+            "add a group `stackproof-drill` with that alert on the host exporter's `up` (see docs/architecture.md \"The drill\")",
         );
         return;
     };

@@ -1,7 +1,7 @@
 //! THE dashboard model, parsed once and asked by `lint` and `verify`: panels in rows,
 //! collapsed rows and legacy `rows[]`, their targets, datasource references in all
 //! their forms, template variables, and the substitution of variables and Grafana's
-//! built-ins into a query (grafana-facts.md §4).
+//! built-ins into a query (docs/research/grafana-facts.md §4).
 //!
 //! ```
 //! use stackproof::stack::dashboard::{Dashboard, Builtins};

@@ -2,7 +2,7 @@
 //! reads, and what `verify`, the drill, `watch` and the gate expect.
 //!
 //! Every struct denies unknown keys, so a misspelt key is a lint error with its line.
-//! The manifest knows every key of ARCHITECTURE.md from the start, also those whose
+//! The manifest knows every key of docs/architecture.md "The stack manifest" from the start, also those whose
 //! feature arrives later.
 
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub struct Manifest {
     pub gate: GateConfig,
 }
 
-/// The four service names ARCHITECTURE.md fixes.
+/// The four service names docs/architecture.md "The stack manifest" fixes.
 pub const SERVICE_NAMES: [&str; 4] = ["prometheus", "grafana", "alertmanager", "node_exporter"];
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

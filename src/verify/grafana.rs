@@ -2,7 +2,7 @@
 //! default, each provisioned datasource present and healthy (Grafana reaching Prometheus
 //! from its own container), each dashboard visible in its folder and provisioned from the
 //! deployed file, and every panel's every query returning data through `/api/ds/query`
-//! the way a browser would run it. Facts: research/grafana-facts.md §2.7, §3, §4.
+//! the way a browser would run it. Facts: docs/research/grafana-facts.md §2.7, §3, §4.
 
 use super::alertmanager::first;
 use super::frames::{self, Outcome as Judged};

@@ -2,7 +2,7 @@
 //! the `maxDataPoints` and `intervalMs` it sends, and the query object of
 //! `/api/ds/query`. The dashboard itself (panels, rows, targets, datasource references,
 //! variables) is read with the shared model, `crate::stack::dashboard`.
-//! Facts: research/grafana-facts.md §3.8, §4.
+//! Facts: docs/research/grafana-facts.md §3.8, §4.
 
 use serde_json::{json, Value};
 

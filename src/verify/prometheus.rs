@@ -1,6 +1,6 @@
 //! Prometheus: ready, running the deployed config, expected targets up, every rule group
 //! loaded and evaluating, Alertmanager discovered, and every metric a rule or a panel
-//! reads present now. Facts: research/prometheus-facts.md §1.
+//! reads present now. Facts: docs/research/prometheus-facts.md §1.
 
 use super::alertmanager::first;
 use super::stackfiles::RuleGroup;
