@@ -7,10 +7,11 @@
 use super::alertmanager::first;
 use super::frames::{self, Outcome as Judged};
 use super::panels;
-use super::stackfiles::{prom_duration, DashFile};
 use super::{poll, skipped, timed, Attempt, Check, Ctx, DashboardResult, Outcome, PanelResult, QueryResult, Status};
 use crate::remote::http::{join, Auth};
 use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
+use crate::stack::files::DashFile;
+use crate::stack::prometheus::parse_duration;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -60,7 +61,7 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<DashboardResult>) 
     if h.status != Status::Pass {
         let why = "Grafana is not healthy";
         let mut out = vec![h, skipped("grafana: admin login", why), skipped("grafana: default password refused", why)];
-        out.extend(ctx.files.datasources.iter().map(|d| skipped(format!("grafana: datasource {}", d.name), why)));
+        out.extend(ctx.files.datasources.iter().map(|d| skipped(format!("grafana: datasource {}", d.value.name()), why)));
         out.push(skipped("grafana: dashboards", why));
         return (out, vec![]);
     }
@@ -108,11 +109,12 @@ async fn default_refused(ctx: &Ctx<'_>) -> Check {
 }
 
 async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
-    let futs = ctx.files.datasources.iter().map(|d| {
-        timed(format!("grafana: datasource {}", d.name), async move {
+    let futs = ctx.files.datasources.iter().map(|f| {
+        let (d, file) = (&f.value, &f.file);
+        timed(format!("grafana: datasource {}", d.name()), async move {
             let path = match &d.uid {
                 Some(u) => format!("/api/datasources/uid/{u}"),
-                None => format!("/api/datasources/name/{}", d.name),
+                None => format!("/api/datasources/name/{}", d.name()),
             };
             // Provisioning runs after Grafana starts answering: poll for presence.
             let found = poll(ctx.bounds.dashboards, || async {
@@ -124,20 +126,18 @@ async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
             .await;
             let v = match found {
                 Ok(v) => v,
-                Err(e) => {
-                    return Outcome::fail(format!("not provisioned: {e}"), format!("check {} and Grafana's log (logger=provisioning.datasources)", d.file))
-                }
+                Err(e) => return Outcome::fail(format!("not provisioned: {e}"), format!("check {file} and Grafana's log (logger=provisioning.datasources)")),
             };
             let running_url = v.get("url").and_then(Value::as_str).unwrap_or("");
-            if !d.url.is_empty() && running_url != d.url {
+            if !d.url().is_empty() && running_url != d.url() {
                 return Outcome::fail(
-                    format!("Grafana has url `{running_url}`, {} says `{}`", d.file, d.url),
+                    format!("Grafana has url `{running_url}`, {file} says `{}`", d.url()),
                     "a datasource whose uid changed or that is edited in the UI keeps the old settings: restart Grafana with the deployed provisioning",
                 );
             }
             let uid = v.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
-            if d.kind != "prometheus" {
-                return Outcome::pass(format!("present (uid {uid}); health not checked for type {}", d.kind));
+            if d.kind() != "prometheus" {
+                return Outcome::pass(format!("present (uid {uid}); health not checked for type {}", d.kind()));
             }
             let health = poll(ctx.bounds.targets, || async {
                 match ctx.http.get(&url(ctx, &format!("/api/datasources/uid/{uid}/health")), Some(admin(ctx))).await {
@@ -159,7 +159,7 @@ async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
                 Ok(msg) => Outcome::pass(format!("uid {uid}, {running_url}: {msg}")),
                 Err(e) => Outcome::fail(
                     format!("uid {uid}, url {running_url}: {e}"),
-                    format!("Grafana cannot reach Prometheus at {running_url} from its own container: fix `url` in {}", d.file),
+                    format!("Grafana cannot reach Prometheus at {running_url} from its own container: fix `url` in {file}"),
                 ),
             }
         })
@@ -259,7 +259,7 @@ async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>
                 Ok(v) => v,
                 Err(err) => return Outcome::fail(err, ""),
             };
-            let provider = &ctx.files.providers[f.provider];
+            let provider = &ctx.files.providers[f.provider].provider;
             let meta = full.get("meta").cloned().unwrap_or(Value::Null);
             let ext = meta.get("provisionedExternalId").and_then(Value::as_str).unwrap_or("");
             let prov = meta.get("provisioned").and_then(Value::as_bool).unwrap_or(false);
@@ -272,13 +272,13 @@ async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>
             if ext != f.rel {
                 return Outcome::fail(format!("`{title}` is provisioned from `{ext}`, expected `{}`", f.rel), "two files share this uid: keep one");
             }
-            if prov == provider.allow_ui_updates {
+            if prov == provider.allow_ui_updates() {
                 return Outcome::fail(
-                    format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name, provider.allow_ui_updates),
+                    format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name(), provider.allow_ui_updates()),
                     "",
                 );
             }
-            if let (Some(file_json), Some(running)) = (&f.json, full.get("dashboard")) {
+            if let (Some(file_json), Some(running)) = (f.dashboard.as_ref().map(|d| &d.raw), full.get("dashboard")) {
                 let differs = |k: &str| file_json.get(k) != running.get(k);
                 if differs("title") || differs("panels") || differs("templating") {
                     return Outcome::fail(
@@ -606,8 +606,9 @@ fn build_body(
         .or_else(|| panel.get("interval").and_then(Value::as_str).filter(|s| !s.is_empty()))
         .map(|s| model.substitute(s, b))
         .unwrap_or_default();
-    let min_ms = prom_duration(min_interval.trim_start_matches('>'))
-        .or_else(|| ds.time_interval.as_deref().and_then(|t| prom_duration(t.trim_start_matches('>'))))
+    let min_ms = parse_duration(min_interval.trim_start_matches('>'))
+        .ok()
+        .or_else(|| ds.time_interval.as_deref().and_then(|t| parse_duration(t.trim_start_matches('>')).ok()))
         .map(|d| d.as_millis() as u64)
         .unwrap_or(15_000);
     let max_dp = panels::max_data_points(panel);
