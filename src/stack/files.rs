@@ -11,7 +11,7 @@
 use super::alertmanager::Config as AmConfig;
 use super::dashboard::Dashboard;
 use super::paths::{self, FileList};
-use super::prometheus::{Config as PromConfig, Rule, RuleFile, RuleGroup};
+use super::prometheus::{Config as PromConfig, RuleFile, RuleGroup};
 use super::provisioning::{Datasource, DatasourceFile, Provider, ProviderFile, DEFAULT_UPDATE_INTERVAL};
 use super::Stack;
 use serde_json::Value as Json;
@@ -267,11 +267,6 @@ impl StackFiles {
     /// Every rule group with the file it is in.
     pub fn rule_groups(&self) -> impl Iterator<Item = (&str, &RuleGroup)> {
         self.rules.iter().flat_map(|f| f.value.groups.iter().map(move |g| (f.file.as_str(), g)))
-    }
-
-    /// The rules of a group Prometheus loads (alerting or recording).
-    pub fn named_rules(g: &RuleGroup) -> impl Iterator<Item = &Rule> {
-        g.rules.iter().filter(|r| r.alert.is_some() || r.record.is_some())
     }
 
     /// The expected folder title of a dashboard file.

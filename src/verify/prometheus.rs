@@ -5,7 +5,6 @@
 use super::alertmanager::first;
 use super::{config_diff, poll, skipped, timed, Attempt, Check, Ctx, Outcome, Status};
 use crate::remote::http::join;
-use crate::stack::files::StackFiles;
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
@@ -151,7 +150,7 @@ async fn rules(ctx: &Ctx<'_>) -> Check {
                     continue;
                 };
                 let lrules = lg.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
-                for rule in StackFiles::named_rules(g) {
+                for rule in g.named_rules() {
                     n += 1;
                     let Some(lr) = lrules.iter().find(|lr| lr.get("name").and_then(Value::as_str) == Some(rule.name())) else {
                         problems.push(format!("rule `{}` of group `{}` is not loaded", rule.name(), g.name));
@@ -243,7 +242,7 @@ async fn uses(ctx: &Ctx<'_>) -> Uses {
     let names = |expr: &str| promql::parse(expr).map(|q| promql::metric_names(&q.ast));
     let mut u = Uses { panels: vec![], rules: vec![], unreadable: vec![] };
     for (_, g) in ctx.files.rule_groups() {
-        for r in StackFiles::named_rules(g) {
+        for r in g.named_rules() {
             match names(r.expr.as_str()) {
                 Ok(n) => u.rules.push((format!("rule `{}` (group `{}`)", r.name(), g.name), n)),
                 Err(e) => u.unreadable.push(format!("rule `{}`: {e}", r.name())),
