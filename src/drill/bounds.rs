@@ -12,9 +12,10 @@
 //! stages from the moment it answers again.
 
 use crate::stack::alertmanager::Config as AmConfig;
+use crate::stack::files::{Part, StackFiles};
+use crate::stack::paths::arg_value;
 use crate::stack::prometheus::{Config as PromConfig, Rule, RuleFile, RuleGroup};
 use crate::stack::Stack;
-use crate::verify::stackfiles::{arg_value, StackFiles};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -182,19 +183,13 @@ fn find_alert<'a>(files: &'a [RuleFile], name: &str) -> Option<(&'a RuleGroup, &
 /// The Prometheus config, rule files and Alertmanager config of a stack, typed.
 pub fn load_configs(stack: &Stack) -> Result<(PromConfig, Vec<RuleFile>, AmConfig), String> {
     let files = StackFiles::load(stack);
-    let prom_y = files.prom_config.clone().ok_or_else(|| format!("cannot read the Prometheus config: {}", files.problems.join("; ")))?;
-    let prom: PromConfig = serde_yaml::from_value(prom_y).map_err(|e| format!("Prometheus config: {e} (run `stackproof lint`)"))?;
-    let am_y = files.am_config.clone().ok_or_else(|| format!("cannot read the Alertmanager config: {}", files.problems.join("; ")))?;
-    let am: AmConfig = serde_yaml::from_value(am_y).map_err(|e| format!("Alertmanager config: {e} (run `stackproof lint`)"))?;
-    let mut paths: Vec<&str> = files.rule_groups.iter().map(|g| g.file.as_str()).collect();
-    paths.dedup();
-    let mut rules = vec![];
-    for p in paths {
-        let path = stack.dir.join(p);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        rules.push(RuleFile::from_yaml(&text).map_err(|e| format!("{p}: {e} (run `stackproof lint`)"))?);
+    let blocking: Vec<&str> = files.problems.iter().filter(|p| p.part != Part::Grafana).map(|p| p.message.as_str()).collect();
+    let prom = files.prometheus.model.ok_or_else(|| format!("cannot read the Prometheus config: {} (run `stackproof lint`)", blocking.join("; ")))?;
+    let am = files.alertmanager.model.ok_or_else(|| format!("cannot read the Alertmanager config: {} (run `stackproof lint`)", blocking.join("; ")))?;
+    if !blocking.is_empty() {
+        return Err(format!("cannot read the rule files: {} (run `stackproof lint`)", blocking.join("; ")));
     }
-    Ok((prom, rules, am))
+    Ok((prom, files.rules.into_iter().map(|r| r.value).collect(), am))
 }
 
 /// Compute every stage's bound from the stack's configuration, and refuse (before

@@ -1,6 +1,6 @@
 //! Alertmanager configuration, alone and against the stack's rules and the drill.
 
-use super::stack::StackCtx;
+use super::ctx::StackCtx;
 use super::versions::{self, check_keys, Product, Version};
 use super::{parse_yaml, Severity, Sink, Source};
 use crate::stack::alertmanager::{Config, Matcher, Route};

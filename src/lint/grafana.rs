@@ -1,35 +1,14 @@
 //! Grafana: datasource and dashboard provisioning files, and dashboards.
 
+use super::ctx::StackCtx;
 use super::metrics::{self, Known};
-use super::stack::StackCtx;
 use super::{parse_yaml, Severity, Sink, Source};
 use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
+use crate::stack::manifest::CONTAINER_CURRENT;
+use crate::stack::paths;
 use crate::stack::promql;
-use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-type Extra = BTreeMap<String, serde_yaml::Value>;
-
-#[derive(Debug, Deserialize, Default)]
-struct DsFile {
-    #[serde(default)]
-    datasources: Option<Vec<DsEntry>>,
-    #[serde(flatten)]
-    _extra: Extra,
-}
-
-#[derive(Debug, Deserialize, Default, Clone)]
-#[serde(rename_all = "camelCase")]
-struct DsEntry {
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    uid: Option<String>,
-    url: Option<String>,
-    is_default: Option<bool>,
-    #[serde(flatten)]
-    _extra: Extra,
-}
+use crate::stack::provisioning::{DatasourceFile, ProviderFile};
+use std::collections::{BTreeSet, HashMap};
 
 /// A provisioned datasource.
 #[derive(Debug, Clone)]
@@ -44,7 +23,7 @@ pub struct Datasource {
 }
 
 pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Vec<Datasource> {
-    let Some(f) = parse_yaml::<Option<DsFile>>(src, sink, "Grafana datasource provisioning file") else { return vec![] };
+    let Some(f) = parse_yaml::<Option<DatasourceFile>>(src, sink, "Grafana datasource provisioning file") else { return vec![] };
     let list = f.and_then(|f| f.datasources).unwrap_or_default();
     let mut out = Vec::new();
     let mut default_seen: Option<String> = None;
@@ -79,7 +58,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
         }
         let kind = d.kind.clone().unwrap_or_default();
         if let (Some(ctx), "prometheus") = (ctx, kind.as_str()) {
-            let port = ctx.port_of("prometheus");
+            let port = ctx.manifest.service_port("prometheus");
             let ok = d
                 .url
                 .as_deref()
@@ -108,28 +87,6 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
     out
 }
 
-#[derive(Debug, Deserialize, Default)]
-struct ProvFile {
-    #[serde(default)]
-    providers: Option<Vec<ProvEntry>>,
-    #[serde(flatten)]
-    _extra: Extra,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ProvEntry {
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    folder: Option<String>,
-    folder_uid: Option<String>,
-    #[serde(default)]
-    options: BTreeMap<String, serde_yaml::Value>,
-    #[serde(flatten)]
-    _extra: Extra,
-}
-
 /// A dashboard provider and the stack directory its path maps to.
 #[derive(Debug, Clone)]
 pub struct Provider {
@@ -138,7 +95,7 @@ pub struct Provider {
 }
 
 pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Vec<Provider> {
-    let Some(f) = parse_yaml::<Option<ProvFile>>(src, sink, "Grafana dashboard provider file") else { return vec![] };
+    let Some(f) = parse_yaml::<Option<ProviderFile>>(src, sink, "Grafana dashboard provider file") else { return vec![] };
     let list = f.and_then(|f| f.providers).unwrap_or_default();
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
@@ -167,8 +124,7 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
         if let Some(k) = p.kind.as_deref().filter(|k| *k != "file") {
             sink.at(Severity::Error, "grafana.provider_invalid", src, &format!("{base}/type"), format!("type {k} is not supported"), "use `type: file`");
         }
-        let ffs = p.options.get("foldersFromFilesStructure").and_then(|v| v.as_bool()).unwrap_or(false);
-        if ffs && (p.folder.as_deref().is_some_and(|f| !f.is_empty()) || p.folder_uid.as_deref().is_some_and(|f| !f.is_empty())) {
+        if p.folders_from_files_structure() && (p.folder.as_deref().is_some_and(|f| !f.is_empty()) || p.folder_uid.as_deref().is_some_and(|f| !f.is_empty())) {
             sink.at(
                 Severity::Error,
                 "grafana.provider_invalid",
@@ -178,8 +134,7 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
                 "drop folder/folderUid or foldersFromFilesStructure",
             );
         }
-        let path = p.options.get("path").or(p.options.get("folder")).and_then(|v| v.as_str()).map(str::to_owned);
-        let Some(path) = path else {
+        let Some(path) = p.path() else {
             sink.at(
                 Severity::Error,
                 "grafana.provider_invalid",
@@ -192,8 +147,8 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
         };
         let mut stack_dir = None;
         if let Some(ctx) = ctx {
-            let rel = ctx.container_to_stack(&path);
-            let any = rel.as_deref().is_some_and(|r| ctx.files_under(r).any(|f| f.ends_with(".json")));
+            let rel = p.stack_dir();
+            let any = !p.dashboards(&ctx.files).is_empty();
             if !any {
                 sink.at(
                     Severity::Error,
@@ -202,12 +157,9 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
                     &format!("{base}/options/path"),
                     match &rel {
                         Some(r) => format!("provider `{name}` reads {path}, but the stack has no .json dashboard under {r}/"),
-                        None => format!(
-                            "provider `{name}` reads {path}, which is outside the release the deploy syncs ({})",
-                            crate::stack::manifest::CONTAINER_CURRENT
-                        ),
+                        None => format!("provider `{name}` reads {path}, which is outside the release the deploy syncs ({CONTAINER_CURRENT})"),
                     },
-                    format!("point options.path at {}/<dir with the dashboards>", crate::stack::manifest::CONTAINER_CURRENT),
+                    format!("point options.path at {CONTAINER_CURRENT}/<dir with the dashboards>"),
                 );
             }
             stack_dir = rel;
@@ -477,22 +429,20 @@ pub struct GrafanaOut {
 
 pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink) -> GrafanaOut {
     let mut out = GrafanaOut { dashboards: vec![] };
-    let Some(svc) = ctx.manifest.services.get("grafana") else { return out };
-    let prov = svc.env.get("GF_PATHS_PROVISIONING").map(String::as_str).unwrap_or("/etc/grafana/provisioning");
-    let Some(prov_rel) = ctx.container_to_stack(prov) else {
+    let Some(prov) = paths::grafana_provisioning(&ctx.manifest) else { return out };
+    let Some(prov_rel) = prov.stack else {
         sink.at(
             Severity::Error,
             "manifest.config_path",
             &ctx.manifest_src,
-            "services/grafana/env",
-            format!("Grafana reads its provisioning from {prov}, which is not in the stack"),
-            format!("set GF_PATHS_PROVISIONING={}/grafana/provisioning", crate::stack::manifest::CONTAINER_CURRENT),
+            &prov.at,
+            format!("Grafana reads its provisioning from {}, which is not in the stack", prov.container),
+            format!("set GF_PATHS_PROVISIONING={CONTAINER_CURRENT}/grafana/provisioning"),
         );
         return out;
     };
-    let yaml = |f: &&String| f.ends_with(".yml") || f.ends_with(".yaml");
-    let ds_files: Vec<String> = ctx.files_under(&format!("{prov_rel}/datasources")).filter(yaml).cloned().collect();
-    let prov_files: Vec<String> = ctx.files_under(&format!("{prov_rel}/dashboards")).filter(yaml).cloned().collect();
+    let ds_files = ctx.files.provisioning(&prov_rel, "datasources");
+    let prov_files = ctx.files.provisioning(&prov_rel, "dashboards");
     let mut datasources = Vec::new();
     for f in &ds_files {
         if let Some(src) = ctx.read(f) {
@@ -525,8 +475,7 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
     let mut titles: HashMap<(String, String), String> = HashMap::new();
     for p in &providers {
         let Some(dir) = &p.stack_dir else { continue };
-        let files: Vec<String> = ctx.files_under(dir).filter(|f| f.ends_with(".json")).cloned().collect();
-        for f in files {
+        for f in ctx.files.dashboards(dir) {
             if !seen_files.insert(f.clone()) {
                 continue;
             }

@@ -3,7 +3,7 @@
 //! versions are generated from the real binaries by `scripts/catalogs`; the stack's own
 //! programs declare theirs in the manifest's `metrics`.
 
-use super::stack::StackCtx;
+use super::ctx::StackCtx;
 use super::versions::Version;
 use super::{Severity, Sink, Source};
 use crate::stack::prometheus::{Config, RuleFile};

@@ -65,12 +65,14 @@
 //! | `promtool.config`, `promtool.rules`, `amtool.config` | error | findings of the official tools (`--with-promtool`) |
 
 mod alertmanager;
+mod ctx;
+mod dir;
 mod grafana;
 pub mod locate;
+mod manifest;
 mod metrics;
 mod prometheus;
 mod promtool;
-mod stack;
 mod versions;
 
 use crate::error::{Error, Kind, Result};
@@ -288,13 +290,13 @@ pub fn lint_paths(paths: &[PathBuf], opts: &Options) -> Result<Vec<Finding>> {
             .map_err(|e| Error::config(Kind::LintPath, format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files"))?;
         if meta.is_dir() {
             if p.join("stackproof.yml").is_file() {
-                stack::lint_stack(p, opts, &mut sink)?;
+                dir::lint_stack(p, opts, &mut sink)?;
             } else {
                 collect_loose(p, &mut lone).map_err(|e| Error::io(p, e))?;
             }
         } else if p.file_name().is_some_and(|n| n == "stackproof.yml") {
             let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            stack::lint_stack(dir, opts, &mut sink)?;
+            dir::lint_stack(dir, opts, &mut sink)?;
         } else {
             lone.push(p.clone());
         }
@@ -336,7 +338,7 @@ pub fn lint_lone(src: &Source, sink: &mut Sink) {
     let kind = recognise(src);
     let skipped = match kind {
         FileKind::Manifest => {
-            stack::check_manifest_text(src, sink);
+            manifest::check_manifest_text(src, sink);
             None
         }
         FileKind::PrometheusConfig => {

@@ -1,8 +1,9 @@
 //! Prometheus configuration and rule files.
 
-use super::stack::{normalise, StackCtx};
+use super::ctx::StackCtx;
 use super::versions::{self, check_keys, Product, Version};
 use super::{parse_yaml, Severity, Sink, Source};
+use crate::stack::paths;
 use crate::stack::prometheus::{Config, RuleFile, Text};
 use crate::stack::promql;
 use regex::Regex;
@@ -67,7 +68,7 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
         for (j, sc) in am.static_configs.iter().enumerate() {
             pk(sink, &format!("{base}/static_configs/{j}"), &sc.extra, versions::PROM_STATIC, "a static_config");
             let Some(ctx) = ctx else { continue };
-            let am_port = ctx.port_of("alertmanager");
+            let am_port = ctx.manifest.service_port("alertmanager");
             for (k, t) in sc.targets.iter().enumerate() {
                 let ok = split_target(t).is_some_and(|(h, p)| is_loopback(h) && Some(p) == am_port);
                 if !ok {
@@ -152,27 +153,20 @@ pub fn resolve_rule_files(src: &Source, cfg: &Config, ctx: Option<&StackCtx>, si
         match ctx {
             Some(ctx) => {
                 let rel_cfg = src.path.strip_prefix(&ctx.dir).ok().map(|p| p.to_string_lossy().replace('\\', "/"));
-                let cfg_dir = rel_cfg.as_deref().and_then(|r| r.rsplit_once('/').map(|(d, _)| d.to_string())).unwrap_or_default();
-                let rel = if pat.starts_with('/') {
-                    match ctx.container_to_stack(pat) {
-                        Some(r) => r,
-                        None => {
-                            sink.push(
-                                Severity::Error,
-                                "prom.rule_files_no_match",
-                                &src.display,
-                                pos,
-                                format!("rule_files entry `{pat}` is outside the release the deploy syncs ({})", crate::stack::manifest::CONTAINER_CURRENT),
-                                "use a path relative to prometheus.yml, e.g. rules/*.yml",
-                            );
-                            continue;
-                        }
-                    }
-                } else {
-                    normalise(&format!("{cfg_dir}/{pat}"))
+                let cfg_dir = rel_cfg.as_deref().map(paths::parent).unwrap_or_default();
+                let Some(rel) = paths::resolve(pat, cfg_dir) else {
+                    sink.push(
+                        Severity::Error,
+                        "prom.rule_files_no_match",
+                        &src.display,
+                        pos,
+                        format!("rule_files entry `{pat}` is outside the release the deploy syncs ({})", crate::stack::manifest::CONTAINER_CURRENT),
+                        "use a path relative to prometheus.yml, e.g. rules/*.yml",
+                    );
+                    continue;
                 };
-                let matched: Vec<String> = match glob::Pattern::new(&rel) {
-                    Ok(p) => ctx.files.iter().filter(|f| p.matches(f)).cloned().collect(),
+                let matched: Vec<String> = match ctx.files.glob(&rel) {
+                    Ok(m) => m,
                     Err(e) => {
                         sink.push(
                             Severity::Error,
@@ -192,7 +186,7 @@ pub fn resolve_rule_files(src: &Source, cfg: &Config, ctx: Option<&StackCtx>, si
                         &src.display,
                         pos,
                         format!("rule_files entry `{pat}` matches no file of the stack (looked for {rel})"),
-                        format!("put the rules under {} or fix the pattern (relative to the config file's directory)", ctx.display(&cfg_dir)),
+                        format!("put the rules under {} or fix the pattern (relative to the config file's directory)", ctx.display(cfg_dir)),
                     );
                 }
                 out.extend(matched);
@@ -234,7 +228,10 @@ pub fn check_stack_jobs(prom: Option<(&Source, &Config)>, has_rules: bool, ctx: 
             src,
             at,
             "Prometheus sends its alerts nowhere: no Alertmanager target under `alerting`",
-            format!("add alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{}']}}]}}]}}", ctx.port_of("alertmanager").unwrap_or(9093)),
+            format!(
+                "add alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{}']}}]}}]}}",
+                ctx.manifest.service_port("alertmanager").unwrap_or(9093)
+            ),
         );
     }
     let jobs: BTreeSet<&str> = cfg.scrape_configs.iter().map(|j| j.job_name.as_str()).collect();

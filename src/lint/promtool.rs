@@ -3,7 +3,7 @@
 //! (`docker run --rm --network none`, the files mounted read-only), their output mapped
 //! into findings. The docker CLI is enough for a throwaway check; deploy uses the API.
 
-use super::stack::StackCtx;
+use super::ctx::StackCtx;
 use super::{recognise, FileKind, Severity, Sink, Source};
 use crate::error::{Error, Kind, Result};
 use crate::stack::manifest::CONTAINER_CURRENT;

@@ -314,6 +314,14 @@ impl Manifest {
         self.services.get(service).and_then(|s| s.ports.first()).map(|p| p.port)
     }
 
+    /// Every listening port of the stack and who listens there: service name, or
+    /// `host_exporter` for the host exporter.
+    pub fn ports(&self) -> BTreeMap<u16, String> {
+        let mut out: BTreeMap<u16, String> = self.services.iter().flat_map(|(name, s)| s.ports.iter().map(move |p| (p.port, name.clone()))).collect();
+        out.insert(self.host_exporter.port, "host_exporter".into());
+        out
+    }
+
     /// The Grafana admin user the stack configures (`GF_SECURITY_ADMIN_USER`, default admin).
     pub fn grafana_admin(&self) -> String {
         self.services.get("grafana").and_then(|g| g.env.get("GF_SECURITY_ADMIN_USER").cloned()).unwrap_or_else(|| "admin".into())
@@ -343,6 +351,10 @@ mod tests {
         }
         assert_eq!(m.drill.alert, "StackproofDrill");
         assert_eq!(m.watch.protocol.len(), 3);
+        assert_eq!(m.service_port("grafana"), Some(3000));
+        let ports = m.ports();
+        assert_eq!(ports.get(&9090).map(String::as_str), Some("prometheus"));
+        assert_eq!(ports.get(&m.host_exporter.port).map(String::as_str), Some("host_exporter"));
     }
 
     #[test]

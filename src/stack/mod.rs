@@ -1,11 +1,16 @@
 //! The stack: its manifest and the files it names. One home for the knowledge that
-//! several stages share (manifest, dashboard model, PromQL reading).
+//! several stages share: the manifest, where each service finds its files (`paths`),
+//! the typed models of those files (Prometheus, Alertmanager, Grafana provisioning,
+//! dashboards, PromQL) and one reader of them all (`files`).
 
 pub mod alertmanager;
 pub mod dashboard;
+pub mod files;
 pub mod manifest;
+pub mod paths;
 pub mod prometheus;
 pub mod promql;
+pub mod provisioning;
 
 pub use manifest::Manifest;
 

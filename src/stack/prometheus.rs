@@ -255,6 +255,11 @@ impl RuleGroup {
     pub fn interval_or(&self, global: Duration) -> Duration {
         self.interval.as_ref().and_then(|t| t.duration().ok()).unwrap_or(global)
     }
+
+    /// The rules Prometheus loads: alerting or recording ones (a rule with neither is invalid).
+    pub fn named_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.alert.is_some() || r.record.is_some())
+    }
 }
 
 #[cfg(test)]

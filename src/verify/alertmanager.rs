@@ -53,8 +53,8 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {
         Err(e) => Err(e),
     };
     let fetch_ms = t0.elapsed().as_millis() as u64;
-    let deployed = ctx.files.am_config.as_ref();
-    let file = ctx.files.am_config_file.clone().unwrap_or_default();
+    let deployed = ctx.files.alertmanager.yaml.as_ref();
+    let file = &ctx.files.alertmanager.file;
     let mut out = vec![r];
 
     let mut c = timed("alertmanager: config loaded", async {
@@ -133,10 +133,10 @@ fn drill_labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
     let drill = &ctx.input.stack.manifest.drill;
     let mut l = BTreeMap::new();
     l.insert("job".to_string(), drill.job.clone());
-    for g in &ctx.files.rule_groups {
+    for (_, g) in ctx.files.rule_groups() {
         for r in &g.rules {
-            if r.alerting && r.name == drill.alert {
-                l.extend(r.labels.clone());
+            if r.alert.as_deref() == Some(drill.alert.as_str()) {
+                l.extend(r.labels.iter().map(|(k, v)| (k.clone(), v.0.clone())));
             }
         }
     }

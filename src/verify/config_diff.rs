@@ -8,7 +8,7 @@
 //! have the same items (named items — jobs, receivers — matched by name), and nothing
 //! named may be extra.
 
-use super::stackfiles::prom_duration;
+use crate::stack::prometheus::parse_duration;
 use serde_yaml::Value as Yaml;
 
 /// Differences between the deployed file and the running config, each a line a person
@@ -134,7 +134,7 @@ fn same_scalar(d: &str, r: &str, key: &str, base: &str) -> bool {
     if d == r || r == MASKED {
         return true;
     }
-    if let (Some(a), Some(b)) = (prom_duration(d), prom_duration(r)) {
+    if let (Ok(a), Ok(b)) = (parse_duration(d), parse_duration(r)) {
         return a == b;
     }
     if let (Ok(a), Ok(b)) = (d.parse::<f64>(), r.parse::<f64>()) {

@@ -7,14 +7,17 @@
 use super::alertmanager::first;
 use super::frames::{self, Outcome as Judged};
 use super::panels;
-use super::stackfiles::{prom_duration, DashFile};
 use super::{poll, skipped, timed, Attempt, Check, Ctx, DashboardResult, Outcome, PanelResult, QueryResult, Status};
 use crate::remote::http::{join, Auth};
-use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
+use crate::stack::dashboard::Dashboard;
+use crate::stack::files::DashFile;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+mod query;
+use query::{browser_builtins, build_body, only_textfile, value_at, Ds};
 
 fn url(ctx: &Ctx<'_>, path: &str) -> String {
     join(&ctx.input.endpoints.grafana, path)
@@ -60,7 +63,7 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<DashboardResult>) 
     if h.status != Status::Pass {
         let why = "Grafana is not healthy";
         let mut out = vec![h, skipped("grafana: admin login", why), skipped("grafana: default password refused", why)];
-        out.extend(ctx.files.datasources.iter().map(|d| skipped(format!("grafana: datasource {}", d.name), why)));
+        out.extend(ctx.files.datasources.iter().map(|d| skipped(format!("grafana: datasource {}", d.value.name()), why)));
         out.push(skipped("grafana: dashboards", why));
         return (out, vec![]);
     }
@@ -108,11 +111,12 @@ async fn default_refused(ctx: &Ctx<'_>) -> Check {
 }
 
 async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
-    let futs = ctx.files.datasources.iter().map(|d| {
-        timed(format!("grafana: datasource {}", d.name), async move {
+    let futs = ctx.files.datasources.iter().map(|f| {
+        let (d, file) = (&f.value, &f.file);
+        timed(format!("grafana: datasource {}", d.name()), async move {
             let path = match &d.uid {
                 Some(u) => format!("/api/datasources/uid/{u}"),
-                None => format!("/api/datasources/name/{}", d.name),
+                None => format!("/api/datasources/name/{}", d.name()),
             };
             // Provisioning runs after Grafana starts answering: poll for presence.
             let found = poll(ctx.bounds.dashboards, || async {
@@ -124,20 +128,18 @@ async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
             .await;
             let v = match found {
                 Ok(v) => v,
-                Err(e) => {
-                    return Outcome::fail(format!("not provisioned: {e}"), format!("check {} and Grafana's log (logger=provisioning.datasources)", d.file))
-                }
+                Err(e) => return Outcome::fail(format!("not provisioned: {e}"), format!("check {file} and Grafana's log (logger=provisioning.datasources)")),
             };
             let running_url = v.get("url").and_then(Value::as_str).unwrap_or("");
-            if !d.url.is_empty() && running_url != d.url {
+            if !d.url().is_empty() && running_url != d.url() {
                 return Outcome::fail(
-                    format!("Grafana has url `{running_url}`, {} says `{}`", d.file, d.url),
+                    format!("Grafana has url `{running_url}`, {file} says `{}`", d.url()),
                     "a datasource whose uid changed or that is edited in the UI keeps the old settings: restart Grafana with the deployed provisioning",
                 );
             }
             let uid = v.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
-            if d.kind != "prometheus" {
-                return Outcome::pass(format!("present (uid {uid}); health not checked for type {}", d.kind));
+            if d.kind() != "prometheus" {
+                return Outcome::pass(format!("present (uid {uid}); health not checked for type {}", d.kind()));
             }
             let health = poll(ctx.bounds.targets, || async {
                 match ctx.http.get(&url(ctx, &format!("/api/datasources/uid/{uid}/health")), Some(admin(ctx))).await {
@@ -159,7 +161,7 @@ async fn datasources(ctx: &Ctx<'_>) -> Vec<Check> {
                 Ok(msg) => Outcome::pass(format!("uid {uid}, {running_url}: {msg}")),
                 Err(e) => Outcome::fail(
                     format!("uid {uid}, url {running_url}: {e}"),
-                    format!("Grafana cannot reach Prometheus at {running_url} from its own container: fix `url` in {}", d.file),
+                    format!("Grafana cannot reach Prometheus at {running_url} from its own container: fix `url` in {file}"),
                 ),
             }
         })
@@ -259,7 +261,7 @@ async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>
                 Ok(v) => v,
                 Err(err) => return Outcome::fail(err, ""),
             };
-            let provider = &ctx.files.providers[f.provider];
+            let provider = &ctx.files.providers[f.provider].provider;
             let meta = full.get("meta").cloned().unwrap_or(Value::Null);
             let ext = meta.get("provisionedExternalId").and_then(Value::as_str).unwrap_or("");
             let prov = meta.get("provisioned").and_then(Value::as_bool).unwrap_or(false);
@@ -272,13 +274,13 @@ async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>
             if ext != f.rel {
                 return Outcome::fail(format!("`{title}` is provisioned from `{ext}`, expected `{}`", f.rel), "two files share this uid: keep one");
             }
-            if prov == provider.allow_ui_updates {
+            if prov == provider.allow_ui_updates() {
                 return Outcome::fail(
-                    format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name, provider.allow_ui_updates),
+                    format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name(), provider.allow_ui_updates()),
                     "",
                 );
             }
-            if let (Some(file_json), Some(running)) = (&f.json, full.get("dashboard")) {
+            if let (Some(file_json), Some(running)) = (f.dashboard.as_ref().map(|d| &d.raw), full.get("dashboard")) {
                 let differs = |k: &str| file_json.get(k) != running.get(k);
                 if differs("title") || differs("panels") || differs("templating") {
                     return Outcome::fail(
@@ -315,33 +317,8 @@ fn folder_name(f: &str) -> String {
     }
 }
 
-/// Grafana's datasources, as the browser knows them.
-#[derive(Debug, Clone)]
-struct Ds {
-    uid: String,
-    name: String,
-    kind: String,
-    is_default: bool,
-    time_interval: Option<String>,
-}
-
 async fn grafana_datasources(ctx: &Ctx<'_>) -> Result<Vec<Ds>, String> {
-    let v = get(ctx, "/api/datasources").await?;
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| Ds {
-            uid: d.get("uid").and_then(Value::as_str).unwrap_or("").into(),
-            name: d.get("name").and_then(Value::as_str).unwrap_or("").into(),
-            kind: d.get("type").and_then(Value::as_str).unwrap_or("").into(),
-            is_default: d.get("isDefault").and_then(Value::as_bool).unwrap_or(false),
-            time_interval: d.pointer("/jsonData/timeInterval").and_then(Value::as_str).map(str::to_string),
-        })
-        .collect())
-}
-
-fn default_ds(list: &[Ds]) -> Option<&Ds> {
-    list.iter().find(|d| d.is_default).or_else(|| list.first())
+    Ok(Ds::list(&get(ctx, "/api/datasources").await?))
 }
 
 /// One query to run: where it comes from and what to send.
@@ -504,116 +481,6 @@ async fn panel_checks(ctx: &Ctx<'_>, visible: &[(String, String, String)]) -> (V
         })
         .collect();
     (checks, results)
-}
-
-/// Whether every metric `expr` reads is one stackproof publishes itself (through
-/// node-exporter's textfile collector): those have no data until stackproof wrote them.
-fn only_textfile(expr: &str, textfile: &[String]) -> bool {
-    let re = regex::Regex::new(r"\$\{?__\w+\}?").expect("static regex");
-    let e = re.replace_all(expr, "1m");
-    match crate::stack::promql::parse(&e) {
-        Ok(q) => {
-            let names = crate::stack::promql::metric_names(&q.ast);
-            !names.is_empty() && names.iter().all(|n| textfile.contains(n))
-        }
-        Err(_) => false,
-    }
-}
-
-/// Grafana's backend substitutes the interval and range built-ins itself; the browser
-/// only fills in `$__from`/`$__to`. So those are the only ones replaced here.
-fn browser_builtins(from: i64, to: i64) -> Builtins {
-    Builtins {
-        interval: "$__interval".into(),
-        interval_ms: "$__interval_ms".into(),
-        rate_interval: "$__rate_interval".into(),
-        rate_interval_ms: "$__rate_interval_ms".into(),
-        range: "$__range".into(),
-        range_s: "$__range_s".into(),
-        range_ms: "$__range_ms".into(),
-        from: from.to_string(),
-        to: to.to_string(),
-    }
-}
-
-/// The JSON value at a path of the shared model (panels and targets keep their paths).
-fn value_at(raw: &Value, path: &JsonPath) -> Value {
-    let mut v = raw;
-    for seg in path {
-        v = match seg {
-            PathSeg::Key(k) => v.get(k.as_str()),
-            PathSeg::Index(i) => v.get(*i),
-        }
-        .unwrap_or(&Value::Null);
-    }
-    v.clone()
-}
-
-/// Map a datasource reference to one of Grafana's datasources, as the browser does.
-fn pick_ds<'a>(model: &Dashboard, r: &DsRef, b: &Builtins, ds_list: &'a [Ds]) -> Result<&'a Ds, String> {
-    let by_var = |name: &str| -> Option<&'a Ds> {
-        let v = model.variable(name)?;
-        if v.kind != "datasource" {
-            return None;
-        }
-        let kind = v.query.clone().unwrap_or_else(|| "prometheus".into());
-        ds_list.iter().find(|d| d.kind == kind && d.is_default).or_else(|| ds_list.iter().find(|d| d.kind == kind))
-    };
-    match r {
-        DsRef::Default | DsRef::Mixed => default_ds(ds_list).ok_or_else(|| "no default datasource in Grafana".to_string()),
-        DsRef::Name(_) | DsRef::Uid { .. } => {
-            let written = r.text().unwrap_or("");
-            let s = model.substitute(written, b);
-            if let Some(d) = ds_list.iter().find(|d| d.uid == s || d.name == s) {
-                return Ok(d);
-            }
-            if let Some(d) = r.variable().and_then(by_var) {
-                return Ok(d);
-            }
-            if written.contains('$') && model.inputs.iter().any(|i| written.contains(i.as_str())) || written.starts_with("${DS_") {
-                return Err(format!(
-                    "Datasource {written} was not found: an `__inputs` placeholder (dashboards exported for sharing externally do not work when provisioned)"
-                ));
-            }
-            Err(format!("datasource `{written}` not found in Grafana"))
-        }
-        other => Err(format!("not a Prometheus query ({other:?})")),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_body(
-    model: &Dashboard,
-    panel: &Value,
-    target: &Value,
-    ds_ref: &DsRef,
-    ref_id: &str,
-    raw_expr: &str,
-    expr: &str,
-    b: &Builtins,
-    ds_list: &[Ds],
-    from: i64,
-    to: i64,
-) -> Result<Value, String> {
-    if let Some(u) = model.unresolved(raw_expr).first() {
-        return Err(format!("variable `${u}` is not defined in the dashboard"));
-    }
-    let ds = pick_ds(model, ds_ref, b, ds_list)?;
-    let min_interval = target
-        .get("interval")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .or_else(|| panel.get("interval").and_then(Value::as_str).filter(|s| !s.is_empty()))
-        .map(|s| model.substitute(s, b))
-        .unwrap_or_default();
-    let min_ms = prom_duration(min_interval.trim_start_matches('>'))
-        .or_else(|| ds.time_interval.as_deref().and_then(|t| prom_duration(t.trim_start_matches('>'))))
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(15_000);
-    let max_dp = panels::max_data_points(panel);
-    let interval_ms = panels::interval_ms(to - from, max_dp, min_ms);
-    let q = panels::query_json(target, ref_id, &ds.uid, &ds.kind, expr, &min_interval, interval_ms, max_dp);
-    Ok(json!({"from": from.to_string(), "to": to.to_string(), "queries": [q]}))
 }
 
 async fn run_query(ctx: &Ctx<'_>, job: &Job, built_at_ms: i64) -> Judged {

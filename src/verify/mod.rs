@@ -20,19 +20,17 @@ pub mod host_exporter;
 pub mod on_host;
 pub mod panels;
 pub mod prometheus;
-pub mod stackfiles;
 
 use serde::Serialize;
 use std::future::Future;
 use std::time::{Duration, Instant};
-
-pub use stackfiles::StackFiles;
 
 use crate::remote::http;
 pub(crate) use crate::remote::poll::{poll, Attempt, POLL_INTERVAL};
 /// Base URLs of the four HTTP services, e.g. `http://127.0.0.1:43211`. On a real host
 /// these are the local ends of SSH tunnels the connection layer opened.
 pub use crate::remote::Endpoints;
+use crate::stack::files::{StackFiles, Timing};
 
 pub struct VerifyInput {
     /// The stack that was deployed (its files are the reference for "deployed config").
@@ -198,7 +196,7 @@ pub struct Bounds {
 /// Prometheus throttles service-discovery updates to 5 s, so a new target's first sample
 /// comes ~5.5 s after start (seen on this machine); the first scrape may come a whole
 /// interval later; a rate needs two samples.
-pub fn bounds_for(t: &stackfiles::Timing, start: Instant, cap: Instant) -> Bounds {
+pub fn bounds_for(t: &Timing, start: Instant, cap: Instant) -> Bounds {
     const SD: Duration = Duration::from_secs(6);
     const SLACK: Duration = Duration::from_secs(3);
     let at = |d: Duration| (start + d).min(cap);
@@ -220,6 +218,20 @@ impl<'a> Ctx<'a> {
         let bounds = bounds_for(&files.timing, Instant::now(), input.deadline);
         Ctx { input, http: http::Http::new(), files, bounds }
     }
+}
+
+/// A failing check naming every stack file `verify` could not read.
+fn problems_as_checks(files: &StackFiles) -> Vec<Check> {
+    if files.problems.is_empty() {
+        return vec![];
+    }
+    vec![Check {
+        name: "stack files readable".into(),
+        status: Status::Fail,
+        detail: files.problem_text(),
+        hint: "run `stackproof lint` on the stack that was deployed".into(),
+        duration_ms: 0,
+    }]
 }
 
 /// `<service>: ready`: `/-/ready` answers 200 (Prometheus and Alertmanager), polled
@@ -249,7 +261,7 @@ pub async fn run(input: &VerifyInput, progress: &crate::output::Progress) -> Rep
     progress.set_message("verify: Prometheus, Alertmanager, Grafana, host exporter");
     let (p, a, (g, dashboards), h) =
         tokio::join!(prometheus::checks(&ctx), alertmanager::checks(&ctx), grafana::checks(&ctx), host_exporter::checks(&ctx, true),);
-    let mut checks = ctx.files.problems_as_checks();
+    let mut checks = problems_as_checks(&ctx.files);
     checks.extend(p);
     checks.extend(a);
     checks.extend(g);

@@ -3,7 +3,6 @@
 //! reads present now. Facts: docs/research/prometheus-facts.md §1.
 
 use super::alertmanager::first;
-use super::stackfiles::RuleGroup;
 use super::{config_diff, poll, skipped, timed, Attempt, Check, Ctx, Outcome, Status};
 use crate::remote::http::join;
 use serde_json::Value;
@@ -50,10 +49,10 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> Vec<Check> {
 }
 
 async fn config(ctx: &Ctx<'_>) -> Check {
-    let file = ctx.files.prom_config_file.clone().unwrap_or_default();
-    let base = std::path::Path::new(&ctx.files.prom_config_container).parent().map(|p| p.display().to_string()).unwrap_or_else(|| "/".into());
+    let file = &ctx.files.prometheus.file;
+    let base = std::path::Path::new(&ctx.files.prometheus.container).parent().map(|p| p.display().to_string()).unwrap_or_else(|| "/".into());
     timed("prometheus: config loaded", async {
-        let Some(deployed) = &ctx.files.prom_config else {
+        let Some(deployed) = &ctx.files.prometheus.yaml else {
             return Outcome::fail(format!("cannot read the deployed {file}"), "run `stackproof lint`");
         };
         // A reload right before verify may still be in flight: poll briefly.
@@ -131,7 +130,7 @@ async fn targets(ctx: &Ctx<'_>) -> Check {
 }
 
 async fn rules(ctx: &Ctx<'_>) -> Check {
-    let expected: Vec<RuleGroup> = ctx.files.rule_groups.clone();
+    let expected: Vec<_> = ctx.files.rule_groups().collect();
     timed("prometheus: rules loaded", async {
         if expected.is_empty() {
             return Outcome::skip("the deployed prometheus.yml names no rule files");
@@ -145,24 +144,24 @@ async fn rules(ctx: &Ctx<'_>) -> Check {
             let mut problems = vec![];
             let mut not_yet = vec![];
             let mut n = 0;
-            for g in &expected {
+            for (file, g) in &expected {
                 let Some(lg) = groups.iter().find(|lg| lg.get("name").and_then(Value::as_str) == Some(g.name.as_str())) else {
-                    problems.push(format!("group `{}` ({}) is not loaded", g.name, g.file));
+                    problems.push(format!("group `{}` ({file}) is not loaded", g.name));
                     continue;
                 };
                 let lrules = lg.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
-                for rule in &g.rules {
+                for rule in g.named_rules() {
                     n += 1;
-                    let Some(lr) = lrules.iter().find(|lr| lr.get("name").and_then(Value::as_str) == Some(rule.name.as_str())) else {
-                        problems.push(format!("rule `{}` of group `{}` is not loaded", rule.name, g.name));
+                    let Some(lr) = lrules.iter().find(|lr| lr.get("name").and_then(Value::as_str) == Some(rule.name())) else {
+                        problems.push(format!("rule `{}` of group `{}` is not loaded", rule.name(), g.name));
                         continue;
                     };
                     let health = lr.get("health").and_then(Value::as_str).unwrap_or("unknown");
                     let err = lr.get("lastError").and_then(Value::as_str).unwrap_or("");
                     if health == "err" || !err.is_empty() {
-                        problems.push(format!("rule `{}` of group `{}` fails to evaluate: {err}", rule.name, g.name));
+                        problems.push(format!("rule `{}` of group `{}` fails to evaluate: {err}", rule.name(), g.name));
                     } else if health != "ok" {
-                        not_yet.push(format!("rule `{}` of group `{}` not evaluated yet", rule.name, g.name));
+                        not_yet.push(format!("rule `{}` of group `{}` not evaluated yet", rule.name(), g.name));
                     }
                 }
             }
@@ -185,16 +184,12 @@ async fn rules(ctx: &Ctx<'_>) -> Check {
 async fn alertmanagers(ctx: &Ctx<'_>) -> Check {
     let configured: Vec<String> = ctx
         .files
-        .prom_config
-        .as_ref()
-        .and_then(|c| c.get("alerting"))
-        .and_then(|a| a.get("alertmanagers"))
-        .and_then(Yaml::as_sequence)
-        .into_iter()
-        .flatten()
-        .flat_map(|am| am.get("static_configs").and_then(Yaml::as_sequence).cloned().unwrap_or_default())
-        .flat_map(|sc| sc.get("targets").and_then(Yaml::as_sequence).cloned().unwrap_or_default())
-        .filter_map(|t| t.as_str().map(str::to_string))
+        .prometheus
+        .model
+        .iter()
+        .flat_map(|c| &c.alerting.alertmanagers)
+        .flat_map(|am| &am.static_configs)
+        .flat_map(|sc| sc.targets.iter().cloned())
         .collect();
     timed("prometheus: alertmanager discovered", async {
         if configured.is_empty() {
@@ -246,18 +241,17 @@ async fn uses(ctx: &Ctx<'_>) -> Uses {
     use crate::stack::{dashboard, promql};
     let names = |expr: &str| promql::parse(expr).map(|q| promql::metric_names(&q.ast));
     let mut u = Uses { panels: vec![], rules: vec![], unreadable: vec![] };
-    for g in &ctx.files.rule_groups {
-        for r in &g.rules {
-            match names(&r.expr) {
-                Ok(n) => u.rules.push((format!("rule `{}` (group `{}`)", r.name, g.name), n)),
-                Err(e) => u.unreadable.push(format!("rule `{}`: {e}", r.name)),
+    for (_, g) in ctx.files.rule_groups() {
+        for r in g.named_rules() {
+            match names(r.expr.as_str()) {
+                Ok(n) => u.rules.push((format!("rule `{}` (group `{}`)", r.name(), g.name), n)),
+                Err(e) => u.unreadable.push(format!("rule `{}`: {e}", r.name())),
             }
         }
     }
     let b = dashboard::Builtins::default();
     for d in &ctx.files.dashboards {
-        let Some(json) = &d.json else { continue };
-        let model = dashboard::Dashboard::from_value(json.clone());
+        let Some(model) = &d.dashboard else { continue };
         let dtitle = d.title.clone().unwrap_or_default();
         for p in model.panels() {
             for t in p.prometheus_targets() {
