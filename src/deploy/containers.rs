@@ -3,6 +3,7 @@
 //! dashboards when they changed under a kept container.
 
 use super::decide;
+use super::grafana;
 use super::Effects;
 use crate::engine::spec::ContainerSpec;
 use crate::error::{Error, Kind, Result};
@@ -158,6 +159,9 @@ pub async fn apply(
             ContainerAction::Create { service } | ContainerAction::Recreate { service, .. } => {
                 let spec = specs.iter().find(|s| &s.service == service).expect("spec for planned service");
                 progress.set_message(format!("{service}: starting"));
+                // Grafana keeps its admin password in its database: read the one in force
+                // from the running container before it goes, to change it after.
+                let rotation = grafana::old_admin_secret(conn, spec, &observed, secrets).await;
                 fx.touch();
                 for o in observed.iter().filter(|o| &o.service == service) {
                     conn.engine.remove(&o.id).await?;
@@ -165,6 +169,10 @@ pub async fn apply(
                 // A container name left by a crashed run (not labelled as ours) would block creation.
                 let id = conn.engine.create_and_start(&stack.manifest.name, spec, &plan.release, &secret_values(spec, secrets)).await?;
                 wait_ready(conn, stack, &id, service, deadline).await?;
+                if let Some((old, new)) = rotation {
+                    grafana::rotate_admin(conn, stack, &old, &new).await?;
+                    progress.println(format!("  {service}: admin password changed to the new secret"));
+                }
                 progress.println(format!("  {service}: {}", if matches!(action, ContainerAction::Create { .. }) { "created" } else { "recreated" }));
             }
             ContainerAction::Reload { service, .. } => {

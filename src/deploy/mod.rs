@@ -15,6 +15,7 @@
 
 pub mod containers;
 pub mod decide;
+pub mod grafana;
 pub mod host_exporter;
 pub mod pipeline;
 pub mod release;

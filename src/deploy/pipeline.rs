@@ -118,19 +118,30 @@ async fn preflight(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSp
         }
     }
     host_exporter::preflight(conn, stack, plan).await?;
-    // Images before anything is swapped or stopped, so a missing image changes nothing.
-    for s in needs_image {
-        let p = Progress::step(format!("image {}", s.image), quiet);
-        match conn.engine.ensure_image(&s.image, &p).await {
-            Ok(true) => p.finish(format!("pulled {}", s.image)),
-            Ok(false) => p.finish(format!("image {} present", s.image)),
-            Err(e) => {
-                p.fail(e.to_string());
-                return Err(e);
+    // Images before anything is swapped or stopped, so a missing image changes nothing;
+    // they have a budget of their own (`deploy.pull_timeout`), with progress in bytes.
+    let budget = stack.manifest.deploy.pull_timeout;
+    let pulls = async {
+        for s in needs_image {
+            let p = Progress::step(format!("image {}", s.image), quiet);
+            match conn.engine.ensure_image(&s.image, &p).await {
+                Ok(true) => p.finish(format!("pulled {}", s.image)),
+                Ok(false) => p.finish(format!("image {} present", s.image)),
+                Err(e) => {
+                    p.fail(e.to_string());
+                    return Err(e);
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    tokio::time::timeout(budget, pulls).await.unwrap_or_else(|_| {
+        Err(Error::remote(
+            Kind::ImagePull,
+            format!("pulling the images took longer than deploy.pull_timeout ({})", humantime::format_duration(budget)),
+            "nothing was changed on the host; raise `deploy.pull_timeout` in stackproof.yml for a slow registry, or pre-pull the images on the host",
+        ))
+    })
 }
 
 /// Keeps the pass's bookkeeping: each step's duration as `<step>_ms`, whether the host
@@ -178,12 +189,13 @@ pub async fn apply(
     if !quiet {
         eprint!("{}", plan.render());
     }
-    let deadline = Instant::now() + stack.manifest.verify.timeout;
     let conn = &*conn;
 
     let t = Instant::now();
     let r = preflight(conn, stack, &plan, &specs, quiet).await;
     pass.done(Step::Preflight, t, Some(&plan), untouched(), r)?;
+    // Readiness is timed from here: image pulls (preflight) had their own budget.
+    let deadline = Instant::now() + stack.manifest.verify.timeout;
 
     let (t, mut fx) = (Instant::now(), untouched());
     let r = release::sync(conn, stack, &mut plan, local, existing, &mut fx, quiet).await;

@@ -221,23 +221,28 @@ impl Engine {
     }
 
     /// Does the secret inside the container equal `value`? (False when unreadable.)
+    /// Whether the file at `dest` in the container holds `value` (read back through the
+    /// archive API; a hash of a secret is never published).
     pub async fn secret_matches(&self, id: &str, dest: &str, value: &[u8]) -> bool {
-        let mut s = self.docker.download_from_container(id, Some(DownloadFromContainerOptionsBuilder::default().path(dest).build()));
-        let mut buf = Vec::new();
-        while let Some(chunk) = s.next().await {
-            match chunk {
-                Ok(b) => buf.extend_from_slice(&b),
-                Err(_) => return false,
-            }
-        }
-        let mut ar = tar::Archive::new(buf.as_slice());
-        let Ok(mut entries) = ar.entries() else { return false };
-        let Some(Ok(mut e)) = entries.next() else { return false };
-        let mut content = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut content).is_ok() && content == value
+        self.read_file(id, dest).await.is_some_and(|c| c == value)
     }
 
-    /// State and restart count of a container, and its last log lines.
+    /// The content of one file in a container, through the archive API (`None` when it
+    /// cannot be read).
+    pub async fn read_file(&self, id: &str, path: &str) -> Option<Vec<u8>> {
+        let mut s = self.docker.download_from_container(id, Some(DownloadFromContainerOptionsBuilder::default().path(path).build()));
+        let mut buf = Vec::new();
+        while let Some(chunk) = s.next().await {
+            buf.extend_from_slice(&chunk.ok()?);
+        }
+        let mut ar = tar::Archive::new(buf.as_slice());
+        let mut entries = ar.entries().ok()?;
+        let mut e = entries.next()?.ok()?;
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut content).ok()?;
+        Some(content)
+    }
+
     pub async fn inspect_state(&self, id: &str) -> Result<(String, i64, Option<i64>)> {
         let c = self.docker.inspect_container(id, None).await.map_err(|e| docker_err(&self.host, "inspecting a container", e))?;
         let st = c.state.unwrap_or_default();

@@ -80,6 +80,14 @@ impl Http {
         &self.client
     }
 
+    pub async fn put_json(&self, url: &str, auth: Option<Auth<'_>>, body: &serde_json::Value) -> Result<Answer, String> {
+        let mut rb = self.client.put(url).json(body);
+        if let Some(a) = auth {
+            rb = rb.basic_auth(a.user, Some(a.password));
+        }
+        send(rb, url).await
+    }
+
     /// POST without a body (reloads).
     pub async fn post(&self, url: &str, auth: Option<Auth<'_>>) -> Result<Answer, String> {
         let mut rb = self.client.post(url);

@@ -26,6 +26,8 @@ pub struct Manifest {
     #[serde(default)]
     pub metrics: Metrics,
     #[serde(default)]
+    pub deploy: DeployConfig,
+    #[serde(default)]
     pub verify: VerifyConfig,
     #[serde(default)]
     pub drill: DrillConfig,
@@ -148,6 +150,27 @@ pub struct VerifyConfig {
     /// Upper bound for the whole verification (checks poll within it).
     #[serde(default = "default_verify_timeout", with = "humantime_serde_str")]
     pub timeout: std::time::Duration,
+}
+
+/// Budgets of a deploy's own steps (before the checks' `verify.timeout` starts).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Upper bound for pulling the images a deploy needs; the readiness deadline of the
+    /// containers (`verify.timeout`) starts only after the pulls, so a slow registry
+    /// does not eat the verification's time.
+    #[serde(default = "default_pull_timeout", with = "humantime_serde_str")]
+    pub pull_timeout: std::time::Duration,
+}
+
+fn default_pull_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig { pull_timeout: default_pull_timeout() }
+    }
 }
 
 impl Default for VerifyConfig {

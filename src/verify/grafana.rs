@@ -59,15 +59,29 @@ pub(crate) async fn healthy(ctx: &Ctx<'_>) -> Check {
 }
 
 pub(crate) async fn checks(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<DashboardResult>) {
-    let h = healthy(ctx).await;
-    if h.status != Status::Pass {
-        let why = "Grafana is not healthy";
-        let mut out = vec![h, skipped("grafana: admin login", why), skipped("grafana: default password refused", why)];
+    let skip_rest = |first: Vec<Check>, why: &str| {
+        let mut out = first;
+        if !out.iter().any(|c| c.name == "grafana: admin login") {
+            out.push(skipped("grafana: admin login", why));
+        }
+        out.push(skipped("grafana: default password refused", why));
         out.extend(ctx.files.datasources.iter().map(|d| skipped(format!("grafana: datasource {}", d.value.name()), why)));
         out.push(skipped("grafana: dashboards", why));
-        return (out, vec![]);
+        out
+    };
+    let h = healthy(ctx).await;
+    if h.status != Status::Pass {
+        return (skip_rest(vec![h], "Grafana is not healthy"), vec![]);
     }
-    let (login, default_pw, ds, dashes) = tokio::join!(login(ctx), default_refused(ctx), datasources(ctx), dashboards(ctx));
+    // The login first, alone: Grafana counts failed logins per user and blocks the user
+    // after 5 within 5 minutes (brute-force protection), so when the deployed secret does
+    // not log in, every further request with it would be one more failed login.
+    let login = login(ctx).await;
+    if login.status != Status::Pass {
+        let why = "the admin login failed (each further request with that password would count as one more failed login)";
+        return (skip_rest(vec![h, login], why), vec![]);
+    }
+    let (default_pw, ds, dashes) = tokio::join!(default_refused(ctx), datasources(ctx), dashboards(ctx));
     let mut out = vec![h, login, default_pw];
     out.extend(ds);
     let (dash_checks, visible) = dashes;
@@ -77,31 +91,91 @@ pub(crate) async fn checks(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<DashboardResult>) 
     (out, results)
 }
 
+/// Whether a dashboard as Grafana serves it (`/api/dashboards/uid/…`) comes from the
+/// deployed file `f` through its provider, with the file's content.
+fn provenance(full: &Value, f: &DashFile, provider: &crate::stack::provisioning::Provider, title: &str) -> Result<(), Outcome> {
+    let meta = full.get("meta").cloned().unwrap_or(Value::Null);
+    let ext = meta.get("provisionedExternalId").and_then(Value::as_str).unwrap_or("");
+    let prov = meta.get("provisioned").and_then(Value::as_bool).unwrap_or(false);
+    if ext.is_empty() {
+        return Err(Outcome::fail(
+            format!("`{title}` is not provisioned from a file (saved through the UI or API?)"),
+            "delete the UI copy; provisioning recreates it from the file",
+        ));
+    }
+    if ext != f.rel {
+        return Err(Outcome::fail(format!("`{title}` is provisioned from `{ext}`, expected `{}`", f.rel), "two files share this uid: keep one"));
+    }
+    if prov == provider.allow_ui_updates() {
+        let detail = format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name(), provider.allow_ui_updates());
+        return Err(Outcome::fail(detail, ""));
+    }
+    if let (Some(file_json), Some(running)) = (f.dashboard.as_ref().map(|d| &d.raw), full.get("dashboard")) {
+        let differs = |k: &str| file_json.get(k) != running.get(k);
+        if differs("title") || differs("panels") || differs("templating") {
+            return Err(Outcome::fail(
+                format!("`{title}` in Grafana differs from {} (title, panels or variables): Grafana has not picked up the deployed file", f.file),
+                format!("wait for the provider's updateIntervalSeconds or POST /api/admin/provisioning/dashboards/reload; check {}", f.file),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether Grafana's answer says the user is blocked by its brute-force protection.
+pub fn blocked(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("blocked") || m.contains("too many consecutive incorrect login attempts")
+}
+
+/// What to do about a refused admin login.
+fn refused_hint(message: &str) -> &'static str {
+    if blocked(message) {
+        "Grafana blocked this user after 5 failed logins within 5 minutes (brute-force protection; the right password does not unlock it): wait 5 minutes after the last failed attempt, and find what keeps trying a wrong password"
+    } else {
+        "GF_SECURITY_ADMIN_PASSWORD only applies when Grafana creates its database: an older grafana-data volume keeps the old password. `stackproof deploy` changes it through Grafana's API when it can read the old secret from the running container; otherwise reset it on the host (`docker exec <grafana container> grafana cli admin reset-admin-password NEW`)"
+    }
+}
+
 async fn login(ctx: &Ctx<'_>) -> Check {
     let user = ctx.input.grafana_user.clone();
     timed("grafana: admin login", async {
         match ctx.http.get(&url(ctx, "/api/user"), Some(admin(ctx))).await {
             Ok(a) if a.ok() => Outcome::pass(format!("`{user}` logs in with the deployed secret")),
-            Ok(a) => Outcome::fail(
-                format!("`{user}` cannot log in with the deployed secret: HTTP {}: {}", a.status, a.message()),
-                "GF_SECURITY_ADMIN_PASSWORD only applies when Grafana creates its database: an older grafana-data volume keeps the old password — reset it (`grafana cli admin reset-admin-password`) or recreate the volume",
-            ),
+            Ok(a) if blocked(&a.message()) => {
+                Outcome::fail(format!("Grafana has blocked `{user}`: HTTP {}: {}", a.status, a.message()), refused_hint(&a.message()))
+            }
+            Ok(a) => Outcome::fail(format!("`{user}` cannot log in with the deployed secret: HTTP {}: {}", a.status, a.message()), refused_hint(&a.message())),
             Err(e) => Outcome::fail(e, ""),
         }
     })
     .await
 }
 
+/// admin/admin must not log in. Proven without a failed login where possible (each one
+/// counts towards Grafana's lockout): a user has one password, so when the configured
+/// admin is `admin` and logs in with a deployed secret other than `admin`, admin/admin is
+/// refused; when the admin has another name and no user `admin` exists, there is no one
+/// to log in as. Only an existing second user `admin` costs one try.
 async fn default_refused(ctx: &Ctx<'_>) -> Check {
     timed("grafana: default password refused", async {
         if ctx.input.grafana_password.expose() == "admin" {
             return Outcome::fail("the deployed admin secret is the default `admin`", "set a strong value for the grafana_admin_password secret");
         }
+        if ctx.input.grafana_user == "admin" {
+            return Outcome::pass("admin logs in with the deployed secret, so admin/admin is refused (shown without a failed login)");
+        }
+        match ctx.http.get(&url(ctx, "/api/users/lookup?loginOrEmail=admin"), Some(admin(ctx))).await {
+            Ok(a) if a.status == 404 => return Outcome::pass("no user `admin` exists (shown without a failed login)"),
+            Ok(a) if a.ok() => {}
+            Ok(a) => return Outcome::fail(format!("looking up the user `admin`: HTTP {}: {}", a.status, a.message()), ""),
+            Err(e) => return Outcome::fail(e, ""),
+        }
         match ctx.http.get(&url(ctx, "/api/user"), Some(Auth { user: "admin", password: "admin" })).await {
             Ok(a) if a.status == 401 => Outcome::pass("admin/admin is refused"),
             Ok(a) if a.ok() => Outcome::fail(
                 "admin/admin logs in: anyone reaching Grafana is its admin",
-                "Grafana kept the default password from its first start: reset it (`grafana cli admin reset-admin-password`) or recreate the grafana-data volume",
+                "a user `admin` kept the default password: change it, or delete that user",
             ),
             Ok(a) => Outcome::fail(format!("unexpected answer to admin/admin: HTTP {}: {}", a.status, a.message()), ""),
             Err(e) => Outcome::fail(e, ""),
@@ -257,37 +331,31 @@ async fn dashboards(ctx: &Ctx<'_>) -> (Vec<Check>, Vec<(String, String, String)>
                     "a dashboard with the same uid provisioned elsewhere wins: look for duplicate uids",
                 );
             }
-            let full = match get(ctx, &format!("/api/dashboards/uid/{}", e.uid)).await {
-                Ok(v) => v,
-                Err(err) => return Outcome::fail(err, ""),
-            };
+            // Polled like the others: right after a release swap Grafana may still hold the
+            // previous file's dashboard until its provider (or the reload deploy asks for)
+            // has read the new one.
             let provider = &ctx.files.providers[f.provider].provider;
-            let meta = full.get("meta").cloned().unwrap_or(Value::Null);
-            let ext = meta.get("provisionedExternalId").and_then(Value::as_str).unwrap_or("");
-            let prov = meta.get("provisioned").and_then(Value::as_bool).unwrap_or(false);
-            if ext.is_empty() {
-                return Outcome::fail(
-                    format!("`{title}` is not provisioned from a file (saved through the UI or API?)"),
-                    "delete the UI copy; provisioning recreates it from the file",
-                );
-            }
-            if ext != f.rel {
-                return Outcome::fail(format!("`{title}` is provisioned from `{ext}`, expected `{}`", f.rel), "two files share this uid: keep one");
-            }
-            if prov == provider.allow_ui_updates() {
-                return Outcome::fail(
-                    format!("meta.provisioned is {prov} but provider `{}` has allowUiUpdates: {}", provider.name(), provider.allow_ui_updates()),
-                    "",
-                );
-            }
-            if let (Some(file_json), Some(running)) = (f.dashboard.as_ref().map(|d| &d.raw), full.get("dashboard")) {
-                let differs = |k: &str| file_json.get(k) != running.get(k);
-                if differs("title") || differs("panels") || differs("templating") {
-                    return Outcome::fail(
-                        format!("`{title}` in Grafana differs from {} (title, panels or variables): Grafana has not picked up the deployed file yet", f.file),
-                        format!("wait for the provider's updateIntervalSeconds or POST /api/admin/provisioning/dashboards/reload; check {}", f.file),
-                    );
+            let last = std::sync::Mutex::new(Outcome::fail("not read yet", ""));
+            let r = poll(ctx.bounds.dashboards, || async {
+                let full = match get(ctx, &format!("/api/dashboards/uid/{}", e.uid)).await {
+                    Ok(v) => v,
+                    Err(err) => {
+                        *last.lock().expect("not poisoned") = Outcome::fail(err.clone(), "");
+                        return Attempt::Retry(err);
+                    }
+                };
+                match provenance(&full, f, provider, &title) {
+                    Ok(()) => Attempt::Done(()),
+                    Err(o) => {
+                        let why = o.detail.clone();
+                        *last.lock().expect("not poisoned") = o;
+                        Attempt::Retry(why)
+                    }
                 }
+            })
+            .await;
+            if r.is_err() {
+                return last.into_inner().expect("not poisoned");
             }
             Outcome::pass(format!("`{title}` in {}, provisioned from {}", folder_name(&folder), f.rel))
         })
