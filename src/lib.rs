@@ -10,7 +10,8 @@
 //!    Grafana provisioning and dashboards, PromQL)
 //! 3. `engine`: the Docker Engine API
 //! 4. `remote`: the connection layer (SSH, Docker forward, tunnels, HTTP, polling, lock)
-//! 5. `plan`, `exporter`, `lint`: pure plan, host exporter lifecycle, offline checks
+//! 5. `plan`, `exporter`, `lint`, `paging`: pure plan, host exporter lifecycle, offline
+//!    checks, where alerts go (receivers rendered per host, probed from the host)
 //! 6. `verify`: the live checks; `drill`: the outage drill
 //! 7. `deploy`: the pipeline; `gate`, `watch`: re-verification and the go/no-go gate
 //! 8. `report`: text, JSON and HTML rendering
@@ -32,6 +33,7 @@ pub mod remote;
 
 pub mod exporter;
 pub mod lint;
+pub mod paging;
 pub mod plan;
 
 pub mod drill;

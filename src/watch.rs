@@ -277,6 +277,12 @@ pub(crate) async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &
         Ok(h) => h,
         Err(e) => return fail(entry, &e, t0),
     };
+    // The stack as this host runs it (its receivers rendered in).
+    let stack = match crate::paging::for_host(stack, &host) {
+        Ok((s, _)) => s,
+        Err(e) => return fail(entry, &e, t0),
+    };
+    let stack = &stack;
     let conn = match Conn::open(&host).await {
         Ok(c) => c,
         Err(e) => return fail(entry, &e, t0),

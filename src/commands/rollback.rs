@@ -50,7 +50,10 @@ pub async fn run(host: &Host, to: Option<&str>, format: Format) -> Result<i32> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         fetch_release(&conn.ssh, &target, dir.path()).await?;
         let stack = Stack::load(dir.path())?;
-        let secrets = host.secrets(&stack.manifest.secrets)?;
+        // The release holds its rendered Alertmanager config; its receivers' secret files
+        // come from the host entry.
+        let mut secrets = host.secrets(&stack.manifest.secrets)?;
+        secrets.extend(crate::paging::secret_map(&crate::paging::secret_files(host, &stack.manifest.receivers.from_host)?));
         Ok((rollback_to(&mut conn, &target, &secrets, quiet).await?, target))
     })
     .await;

@@ -16,6 +16,9 @@ use std::path::Path;
 /// `None`: no drill; `Some(real)`: the outage drill, through the real receiver when `real`.
 pub async fn run(stack: &Stack, host: &Host, format: Format, html: Option<&Path>, drill: Option<bool>) -> Result<i32> {
     let quiet = format == Format::Json;
+    // Compare against the stack as this host runs it (its receivers rendered in).
+    let (stack, _) = crate::paging::for_host(stack, host)?;
+    let stack = &stack;
     // Refuse an impossible drill before connecting (nothing is stopped).
     let b = drill.map(|real| bounds(stack, real).map_err(refused)).transpose()?;
     let conn = Conn::open(host).await?;

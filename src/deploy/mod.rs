@@ -96,7 +96,12 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     let quiet = opts.format == Format::Json;
     let t0 = Instant::now();
     let mut durations = Durations::new();
-    let secrets = host.secrets(&stack.manifest.secrets)?;
+    // The stack as this host runs it (its receivers rendered in), and every secret it
+    // needs, read before anything is touched.
+    let (deployed, receiver_files) = crate::paging::for_host(stack, host)?;
+    let stack = &deployed;
+    let mut secrets = host.secrets(&stack.manifest.secrets)?;
+    secrets.extend(crate::paging::secret_map(&receiver_files));
     let local = LocalFiles::read(stack)?;
     // An impossible drill (a `for` longer than drill.timeout) is refused before connecting.
     if opts.drill != Some(false) {
@@ -128,7 +133,8 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     };
     report.durations = durations;
     let entry = serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": report.release, "ok": report.ok,
-        "plan": report.plan, "durations": report.durations, "rollback": report.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok}))});
+        "plan": report.plan, "durations": report.durations, "rollback": report.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok})),
+        "notifications_failed": report.verify.as_ref().and_then(|v| v.notifications_failed.clone())});
     let _ = layout::journal(&conn.ssh, &entry).await;
     conn.ssh.close().await;
     let code = if report.ok { 0 } else { 1 };

@@ -75,7 +75,8 @@ pub type Durations = BTreeMap<String, u64>;
 /// Compute the plan against the live host.
 pub async fn make_plan(conn: &Conn, stack: &Stack, local: &LocalFiles, secrets: &BTreeMap<String, Secret>) -> Result<(Plan, Vec<ContainerSpec>)> {
     let host = conn.ssh.host();
-    let specs = desired(&stack.manifest, &host.images, &host.remote_dir);
+    let mut specs = desired(&stack.manifest, &host.images, &host.remote_dir);
+    crate::paging::attach(&mut specs, secrets);
     let observed = conn.engine.observed(&stack.manifest.name).await?;
     let mut secrets_differ = BTreeSet::new();
     for spec in &specs {

@@ -27,7 +27,9 @@ impl LocalFiles {
         let mut files = BTreeMap::new();
         for rel in stack.files()? {
             let p = stack.dir.join(&rel);
-            let data = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            // Through the stack, so a file rendered for the host (its Alertmanager
+            // config) is what the release holds.
+            let data = stack.read(&rel.to_string_lossy()).map_err(|e| Error::io(&p, e))?;
             let exec = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
             let rel = rel.to_string_lossy().to_string();
             if rel.contains('\n') {

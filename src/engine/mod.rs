@@ -87,6 +87,13 @@ impl Engine {
             .collect())
     }
 
+    /// The id of the running container of `service` (any stack), if there is one.
+    pub async fn observed_service(&self, service: &str) -> Option<String> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_SERVICE}={service}")]), ("status".to_string(), vec!["running".to_string()])]);
+        let list = self.docker.list_containers(Some(ListContainersOptionsBuilder::default().filters(&filters).build())).await.ok()?;
+        list.into_iter().find_map(|c| c.id)
+    }
+
     /// Make sure the image is present, pulling it with progress when it is not.
     pub async fn ensure_image(&self, image: &str, progress: &Progress) -> Result<bool> {
         if self.docker.inspect_image(image).await.is_ok() {

@@ -31,7 +31,7 @@ pub fn lint_stack(dir: &Path, opts: &Options, sink: &mut Sink) -> Result<()> {
         );
         return Ok(());
     };
-    let files = FileList::of(&Stack { dir: dir.to_path_buf(), manifest: manifest.clone() })?;
+    let files = FileList::of(&Stack { dir: dir.to_path_buf(), manifest: manifest.clone(), overrides: Default::default() })?;
     let ctx = StackCtx {
         dir: dir.to_path_buf(),
         prometheus: version_of(&manifest, "prometheus"),

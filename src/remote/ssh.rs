@@ -296,6 +296,8 @@ mod tests {
             images: Default::default(),
             secrets: Default::default(),
             supervisor: Default::default(),
+            receivers: Default::default(),
+            unpaged: None,
             source: "/hosts.yml".into(),
         }
     }

@@ -18,7 +18,8 @@ table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #
 td,th{padding:6px 10px;border-bottom:1px solid #e4e6eb;text-align:left;vertical-align:top}
 th{background:#eef0f4;font-weight:600}
 .s{font-weight:700;width:1.5em;text-align:center}
-.pass .s{color:#1f8a4c} .fail .s{color:#c62828} .skip .s{color:#8a8f99}
+.pass .s{color:#1f8a4c} .fail .s{color:#c62828} .skip .s{color:#8a8f99} .warn .s{color:#b26a00}
+tr.warn{background:#fff8e6}
 tr.fail{background:#fff3f3}
 .hint{color:#5b6270;font-style:italic}
 .ms{color:#8a8f99;white-space:nowrap;text-align:right}
@@ -43,6 +44,7 @@ fn class(s: Status) -> &'static str {
         Status::Pass => "pass",
         Status::Fail => "fail",
         Status::Skip => "skip",
+        Status::Warn => "warn",
     }
 }
 
@@ -51,6 +53,7 @@ fn mark(s: Status) -> &'static str {
         Status::Pass => "✓",
         Status::Fail => "✗",
         Status::Skip => "–",
+        Status::Warn => "!",
     }
 }
 

@@ -13,6 +13,7 @@ fn mark(s: Status) -> &'static str {
         Status::Pass => "✓",
         Status::Fail => "✗",
         Status::Skip => "–",
+        Status::Warn => "!",
     }
 }
 
@@ -38,13 +39,18 @@ pub fn render_text(r: &Report) -> String {
     let total_ms = r.checks.iter().map(|c| c.duration_ms).max().unwrap_or(0);
     let passed = r.checks.iter().filter(|c| c.status == Status::Pass).count();
     let skipped = r.checks.iter().filter(|c| c.status == Status::Skip).count();
+    let warned: Vec<_> = r.checks.iter().filter(|c| c.status == Status::Warn).collect();
     out.push('\n');
     if r.ok {
         out.push_str(&format!(
-            "verify: OK — {passed} checks passed{} (slowest {:.1} s)\n",
+            "verify: OK — {passed} checks passed{}{} (slowest {:.1} s)\n",
             if skipped > 0 { format!(", {skipped} skipped") } else { String::new() },
+            if warned.is_empty() { String::new() } else { format!(", {} WARNINGS", warned.len()) },
             total_ms as f64 / 1000.0
         ));
+        for c in &warned {
+            out.push_str(&format!("  ! {}: {}\n", c.name, c.detail.lines().next().unwrap_or("")));
+        }
     } else {
         out.push_str(&format!(
             "verify: FAILED — {} of {} checks failed; fix the first one above, then run `stackproof verify` again\n",

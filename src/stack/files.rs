@@ -150,10 +150,12 @@ fn read_text(path: &Path) -> Result<String, String> {
 }
 
 /// Read a service's config: the file as YAML (for comparisons) and as its typed model.
-fn read_config<T>(dir: &Path, rel: &str, parse: fn(&str) -> Result<T, serde_yaml::Error>) -> (Option<serde_yaml::Value>, Result<T, String>) {
-    let path = dir.join(rel);
+/// Read through `Stack::read_text`, so a file as deployed to a host (its Alertmanager
+/// config with the host's receivers) is what verify and the drill compare against.
+fn read_config<T>(stack: &Stack, rel: &str, parse: fn(&str) -> Result<T, serde_yaml::Error>) -> (Option<serde_yaml::Value>, Result<T, String>) {
+    let path = stack.dir.join(rel);
     let at = |e: serde_yaml::Error| format!("{}: {e}", path.display());
-    let text = match read_text(&path) {
+    let text = match stack.read_text(rel) {
         Ok(t) => t,
         Err(e) => return (None, Err(e)),
     };
@@ -178,7 +180,7 @@ impl StackFiles {
         let prom = paths::prometheus_config(m);
         f.prometheus.container = prom.as_ref().map(|p| p.container.clone()).unwrap_or_else(|| paths::PROMETHEUS_CONFIG.into());
         f.prometheus.file = prom.and_then(|p| p.stack).unwrap_or_else(|| "prometheus/prometheus.yml".into());
-        let (yaml, model) = read_config(dir, &f.prometheus.file, PromConfig::from_yaml);
+        let (yaml, model) = read_config(stack, &f.prometheus.file, PromConfig::from_yaml);
         f.prometheus.yaml = yaml;
         match model {
             Ok(c) => f.prometheus.model = Some(c),
@@ -213,7 +215,7 @@ impl StackFiles {
         let am = paths::alertmanager_config(m);
         f.alertmanager.container = am.as_ref().map(|p| p.container.clone()).unwrap_or_else(|| paths::ALERTMANAGER_CONFIG.into());
         f.alertmanager.file = am.and_then(|p| p.stack).unwrap_or_else(|| "alertmanager/alertmanager.yml".into());
-        let (yaml, model) = read_config(dir, &f.alertmanager.file, AmConfig::from_yaml);
+        let (yaml, model) = read_config(stack, &f.alertmanager.file, AmConfig::from_yaml);
         f.alertmanager.yaml = yaml;
         match model {
             Ok(c) => f.alertmanager.model = Some(c),

@@ -28,6 +28,8 @@ pub struct Manifest {
     #[serde(default)]
     pub deploy: DeployConfig,
     #[serde(default)]
+    pub receivers: ReceiversConfig,
+    #[serde(default)]
     pub verify: VerifyConfig,
     #[serde(default)]
     pub drill: DrillConfig,
@@ -150,6 +152,17 @@ pub struct VerifyConfig {
     /// Upper bound for the whole verification (checks poll within it).
     #[serde(default = "default_verify_timeout", with = "humantime_serde_str")]
     pub timeout: std::time::Duration,
+}
+
+/// Receivers of the Alertmanager config whose endpoints each host entry gives
+/// (`receivers:` in hosts.yml): the stack keeps the routing tree, the host the pager.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiversConfig {
+    /// Declared in alertmanager.yml by name only (no integration); stackproof renders
+    /// each host's integrations into the config it deploys there.
+    #[serde(default)]
+    pub from_host: Vec<String>,
 }
 
 /// Budgets of a deploy's own steps (before the checks' `verify.timeout` starts).

@@ -27,11 +27,13 @@ where
     Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
-/// A loaded stack directory.
+/// A loaded stack directory, possibly as deployed to one host: `overrides` holds files
+/// whose content differs there (the Alertmanager config with the host's receivers).
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    pub overrides: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Stack {
@@ -54,7 +56,22 @@ impl Stack {
                 format!("run `stackproof lint --stack {}` for every finding", dir.display()),
             )
         })?;
-        Ok(Stack { dir: dir.to_path_buf(), manifest })
+        Ok(Stack { dir: dir.to_path_buf(), manifest, overrides: Default::default() })
+    }
+
+    /// The content of a stack file (stack-relative path with `/`), as deployed: an
+    /// override when there is one, else the file.
+    pub fn read(&self, rel: &str) -> std::io::Result<Vec<u8>> {
+        match self.overrides.get(rel) {
+            Some(v) => Ok(v.clone()),
+            None => std::fs::read(self.dir.join(rel)),
+        }
+    }
+
+    /// `read` as UTF-8 text.
+    pub fn read_text(&self, rel: &str) -> std::result::Result<String, String> {
+        let bytes = self.read(rel).map_err(|e| format!("{}: {e}", self.dir.join(rel).display()))?;
+        String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8: {e}", self.dir.join(rel).display()))
     }
 
     /// Every regular file of the stack, as paths relative to its directory, sorted.

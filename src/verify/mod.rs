@@ -20,6 +20,7 @@ pub mod host_exporter;
 pub mod on_host;
 pub mod panels;
 pub mod prometheus;
+pub mod receivers;
 
 use serde::Serialize;
 use std::future::Future;
@@ -48,6 +49,9 @@ pub enum Status {
     Pass,
     Fail,
     Skip,
+    /// Not a failure, but something a person must know (e.g. a host that pages nobody
+    /// on purpose): shown by verify, status and the gate, never silent.
+    Warn,
 }
 
 /// One check: a stable name, its outcome, what was seen, and what to do next.
@@ -76,14 +80,24 @@ pub struct Report {
     /// section and emitted as the `drill` key of the JSON report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill: Option<serde_json::Value>,
+    /// `alertmanager_notifications_failed_total` by integration when verified (journaled,
+    /// so the next verification sees what rose).
+    #[serde(skip)]
+    pub notifications_failed: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 impl Report {
+    /// Add checks run outside `run` (they count towards `ok` like the others).
+    pub fn add(&mut self, checks: Vec<Check>) {
+        self.ok &= checks.iter().all(|c| c.status != Status::Fail);
+        self.checks.extend(checks);
+    }
+
     fn from_checks(mut checks: Vec<Check>, dashboards: Vec<DashboardResult>) -> Report {
         // Stable order: as produced (grouped by service); the text view puts failures first.
         checks.retain(|c| !c.name.is_empty());
         let ok = checks.iter().all(|c| c.status != Status::Fail);
-        Report { ok, checks, dashboards, drill: None }
+        Report { ok, checks, dashboards, drill: None, notifications_failed: None }
     }
 
     /// Replace every occurrence of `secret` in the report's text (defence in depth: no

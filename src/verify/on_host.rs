@@ -2,7 +2,7 @@
 //! secret from the host entry, and the journal line. Used by `verify`, by `deploy` at its
 //! end, by `rollback` and by `watch`.
 
-use super::{Endpoints, Report, VerifyInput};
+use super::{receivers, Endpoints, Report, VerifyInput};
 use crate::error::{Error, Kind, Result};
 use crate::hosts::Host;
 use crate::output::Progress;
@@ -25,11 +25,18 @@ pub async fn input(conn: &Conn, stack: &Stack, host: &Host) -> Result<VerifyInpu
     })
 }
 
-/// Run every check against the host.
+/// Run every check against the host: the checks through the tunnels, and (through the
+/// SSH connection) whether each receiver is reachable from the host and Alertmanager
+/// has delivered since the last verification.
 pub async fn checks(conn: &Conn, stack: &Stack, host: &Host, quiet: bool) -> Result<Report> {
     let input = input(conn, stack, host).await?;
     let progress = Progress::step("verifying", quiet);
-    Ok(super::run(&input, &progress).await)
+    let (mut report, reach, (delivered, counts)) =
+        tokio::join!(super::run(&input, &progress), receivers::reachable(conn, stack, host), receivers::notifications(conn, &input.endpoints.alertmanager));
+    report.add(reach);
+    report.add(vec![delivered]);
+    report.notifications_failed = counts;
+    Ok(report)
 }
 
 /// Journal a verification (no secrets: check names, statuses and details only, and the
@@ -44,6 +51,7 @@ pub async fn journal(conn: &Conn, event: &str, release: Option<&str>, report: &R
         "checks": report.checks.len(),
         "failed": failed,
         "drill": report.drill,
+        "notifications_failed": report.notifications_failed,
     });
     if let Err(e) = layout::journal(&conn.ssh, &entry).await {
         tracing::warn!("journal: {e}");

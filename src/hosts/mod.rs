@@ -4,7 +4,10 @@
 //! else `$XDG_CONFIG_HOME/stackproof/hosts.yml` (`~/.config/...`). Relative paths are
 //! relative to the file's directory. The file is never committed: it points at keys.
 
+pub mod receivers;
+
 use crate::error::{Error, Kind, Result};
+pub use receivers::ReceiverEntry;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +39,12 @@ struct RawHost {
     /// Prefer a systemd unit for the host exporter (`auto` detects systemd on the host).
     #[serde(default)]
     supervisor: Supervisor,
+    /// Endpoints of the stack's host-given receivers (`receivers.from_host` in the manifest).
+    #[serde(default)]
+    receivers: BTreeMap<String, ReceiverEntry>,
+    /// Why this host knowingly pages nobody yet (a staging box): receiver checks warn.
+    #[serde(default)]
+    unpaged: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -88,6 +97,9 @@ impl<'de> Deserialize<'de> for SecretSource {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -117,6 +129,9 @@ pub struct Host {
     pub images: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, SecretSource>,
     pub supervisor: Supervisor,
+    pub receivers: BTreeMap<String, ReceiverEntry>,
+    /// Why this host knowingly pages nobody yet; `None` on a host that must page.
+    pub unpaged: Option<String>,
     /// The hosts file this entry came from (for error messages).
     pub source: PathBuf,
 }
@@ -137,6 +152,11 @@ impl Host {
                 format!("add `secrets: {{{name}: {{file: PATH}}}}` (or `{{env: VAR}}`) to the `{}` entry", self.name),
             )
         })?;
+        self.read_secret(name, src)
+    }
+
+    /// Read a secret from its source; `name` says which (in errors, never the value).
+    pub fn read_secret(&self, name: &str, src: &SecretSource) -> Result<Secret> {
         let value = match src {
             SecretSource::File(p) => std::fs::read_to_string(p).map_err(|e| {
                 Error::config(
@@ -251,6 +271,21 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
             (k, v)
         })
         .collect();
+    let mut receivers = raw.receivers;
+    for (r, entry) in receivers.iter_mut() {
+        if let Some(why) = receivers::problem(r, entry) {
+            return Err(Error::config(
+                Kind::HostsFileInvalid,
+                format!("host `{name}` in {}: {why}", path.display()),
+                "fix the entry under `receivers:` (see README.md, \"Pages: where alerts go\")",
+            ));
+        }
+        for src in entry.sources_mut() {
+            if let SecretSource::File(p) = src {
+                *p = abs(p);
+            }
+        }
+    }
     Ok(Host {
         name: name.to_string(),
         address: raw.address,
@@ -263,6 +298,8 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
         images: raw.images,
         secrets,
         supervisor: raw.supervisor,
+        receivers,
+        unpaged: raw.unpaged.filter(|u| !u.trim().is_empty()),
         source: path.to_path_buf(),
     })
 }
