@@ -59,16 +59,38 @@ async fn start_prometheus() -> Prom {
     p
 }
 
+impl Prom {
+    /// Prometheus' own answer to a range query with a 1 s step.
+    async fn query_range(&self, query: &str, start: i64, end: i64) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/query_range", self.url))
+            .query(&[("query", query.to_string()), ("start", start.to_string()), ("end", end.to_string()), ("step", "1".to_string())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The double in-process with `prom` as its default datasource `prometheus` (and what
+/// `more` writes to its tree), once its first provisioning pass is done. Keep the tree.
+async fn double_for(prom: &Prom, more: impl FnOnce(&Tree)) -> (Tree, InProc) {
+    let t = Tree::new();
+    t.prometheus_datasource("prometheus", &prom.url, true);
+    more(&t);
+    let g = start_in_process(&t, &[]).await;
+    g.wait_provisioned().await;
+    (t, g)
+}
+
 #[tokio::test]
 #[ignore = "e2e: run scripts/test"]
 async fn datasource_health_real_vs_dead_port() {
     let prom = start_prometheus().await;
-    let t = Tree::new();
-    t.prometheus_datasource("prometheus", &prom.url, true);
     let dead = dead_port();
-    t.prometheus_datasource("dead", &format!("http://127.0.0.1:{dead}"), false);
-    let g = start_in_process(&t, &[]).await;
-    g.wait_provisioned().await;
+    let (_t, g) = double_for(&prom, |t| t.prometheus_datasource("dead", &format!("http://127.0.0.1:{dead}"), false)).await;
     let (s, body) = g.get("/api/datasources/uid/prometheus/health").await;
     assert_eq!((s, body.clone()), (200, json!({"status": "OK", "message": "Successfully queried the Prometheus API."})));
     let (s, body) = g.get("/api/datasources/uid/dead/health").await;
@@ -114,10 +136,7 @@ fn frame_series(v: &Value) -> BTreeMap<String, (Vec<i64>, Vec<f64>)> {
 #[ignore = "e2e: run scripts/test"]
 async fn ds_query_numbers_equal_prometheus_query_range() {
     let prom = start_prometheus().await;
-    let t = Tree::new();
-    t.prometheus_datasource("prometheus", &prom.url, true);
-    let g = start_in_process(&t, &[]).await;
-    g.wait_provisioned().await;
+    let (_t, g) = double_for(&prom, |_| {}).await;
     let now_s = chrono::Utc::now().timestamp();
     let (end, start) = (now_s - 1, now_s - 7); // a finished window: results cannot change
     for (expr, direct) in [
@@ -130,15 +149,7 @@ async fn ds_query_numbers_equal_prometheus_query_range() {
         ]});
         let (s, body) = g.post("/api/ds/query", &req).await;
         assert_eq!(s, 200, "{body}");
-        let direct_body: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/query_range", prom.url))
-            .query(&[("query", direct.to_string()), ("start", start.to_string()), ("end", end.to_string()), ("step", "1".to_string())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let direct_body = prom.query_range(direct, start, end).await;
         let want = prom_series(&direct_body);
         assert!(!want.is_empty(), "Prometheus returned series for {direct}");
         let got = frame_series(&body["results"]["A"]);
@@ -152,10 +163,7 @@ async fn ds_query_numbers_equal_prometheus_query_range() {
 #[ignore = "e2e: run scripts/test"]
 async fn unsubstituted_variable_returns_prometheus_parse_error_in_grafana_shape() {
     let prom = start_prometheus().await;
-    let t = Tree::new();
-    t.prometheus_datasource("prometheus", &prom.url, true);
-    let g = start_in_process(&t, &[]).await;
-    g.wait_provisioned().await;
+    let (_t, g) = double_for(&prom, |_| {}).await;
     let expr = "sum(rate(prometheus_http_requests_total{job=$job}[5m]))";
     let now_s = chrono::Utc::now().timestamp();
     let req = json!({"from": ((now_s - 60) * 1000).to_string(), "to": (now_s * 1000).to_string(), "queries": [
@@ -163,15 +171,7 @@ async fn unsubstituted_variable_returns_prometheus_parse_error_in_grafana_shape(
     ]});
     let (s, body) = g.post("/api/ds/query", &req).await;
     assert_eq!(s, 400);
-    let direct: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/query_range", prom.url))
-        .query(&[("query", expr), ("start", "0"), ("end", "1"), ("step", "1")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let direct = prom.query_range(expr, 0, 1).await;
     assert_eq!(direct["errorType"], "bad_data");
     let want = format!("{}: {}", direct["errorType"].as_str().unwrap(), direct["error"].as_str().unwrap());
     assert!(want.contains("parse error"), "{want}");

@@ -1,8 +1,9 @@
-//! Helpers shared by the integration tests (`mod support;` in each test crate).
+//! Copying a stack so a test can break or change its copy. Also the lint tests' (their
+//! `support.rs` includes this file by path): the one copy of it in the tree.
 
 use std::path::Path;
 
-/// Copy a directory tree (a stack) so a test can break or change its copy.
+/// Copy a directory tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

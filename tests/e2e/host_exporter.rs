@@ -2,36 +2,23 @@
 //! with python3: honest counters after one run, a valid text exposition, and a clean
 //! exit on SIGTERM. Needs only python3 (no Docker, no sshd).
 
+use crate::support::http::get_raw;
+use crate::support::stack::{default_stack, manifest};
+use crate::support::{free_port, signal, KillOnDrop};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn exporter_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stack/host_exporter/exporter.py")
+    default_stack().join("host_exporter/exporter.py")
 }
 
-/// The exporter process; killed on drop so a failing assertion never leaks it.
+/// The exporter process (killed on drop, so a failing assertion never leaks it) and its port.
 struct Exporter {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    // Bind port 0 and release it: a tiny race with other processes, acceptable in a test
-    // (the start below fails loudly if the port was taken meanwhile).
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn start(dir: &std::path::Path, tests_json: &serde_json::Value, interval: &str) -> Exporter {
@@ -49,24 +36,7 @@ fn start(dir: &std::path::Path, tests_json: &serde_json::Value, interval: &str) 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3 must be installed to run the host exporter test");
-    Exporter { child, port }
-}
-
-/// Minimal HTTP/1.0 GET; returns (status, content-type, body). Hand-written because the
-/// exporter speaks HTTP/1.0 and a blocking client crate is not among the dependencies.
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let ctype = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_default();
-    Ok((status, ctype, body.to_string()))
+    Exporter { child: KillOnDrop(child), port }
 }
 
 /// Polls /metrics until `done` holds for the body, or panics at the deadline.
@@ -74,10 +44,10 @@ fn wait_for_metrics(exp: &mut Exporter, deadline: Duration, done: impl Fn(&str) 
     let until = Instant::now() + deadline;
     let mut last = String::new();
     loop {
-        if let Some(status) = exp.child.try_wait().unwrap() {
+        if let Some(status) = exp.child.0.try_wait().unwrap() {
             panic!("exporter exited early with {status}; last /metrics:\n{last}");
         }
-        if let Ok((200, _, body)) = get(exp.port, "/metrics") {
+        if let Ok((200, _, body)) = get_raw(exp.port, "/metrics") {
             if done(&body) {
                 return body;
             }
@@ -285,18 +255,10 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|s| s.value)
 }
 
+/// SIGTERM to the exporter's pid only; its exit status (a panic after `deadline`).
 fn sigterm(exp: &mut Exporter, deadline: Duration) -> std::process::ExitStatus {
-    // std has no signal API; `kill` from procps/coreutils sends SIGTERM to this pid only.
-    let ok = Command::new("kill").arg("-TERM").arg(exp.child.id().to_string()).status().unwrap();
-    assert!(ok.success(), "kill -TERM failed");
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = exp.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < until, "exporter did not exit within {deadline:?} of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    signal("-TERM", exp.child.0.id());
+    exp.child.wait_exit(deadline)
 }
 
 #[test]
@@ -334,18 +296,17 @@ fn one_run_is_reported_exactly_and_the_exposition_is_valid() {
     assert_eq!(check_histograms(&samples, &types), 4);
 
     // The manifest lists exactly what the exporter exposes (lint relies on that list).
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stack/stackproof.yml")).unwrap();
-    let manifest: serde_yaml::Value = serde_yaml::from_str(&manifest).unwrap();
+    let manifest = manifest();
     let mut declared: Vec<String> = manifest["metrics"]["host_exporter"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let mut exposed: Vec<String> = samples.iter().map(|s| s.name.clone()).collect::<HashSet<_>>().into_iter().collect();
     declared.sort();
     exposed.sort();
     assert_eq!(declared, exposed, "stack/stackproof.yml metrics.host_exporter must match the exposition");
 
-    let (status, ctype, _) = get(exp.port, "/metrics").unwrap();
+    let (status, ctype, _) = get_raw(exp.port, "/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "content type {ctype}");
-    assert_eq!(get(exp.port, "/nope").unwrap().0, 404);
+    assert_eq!(get_raw(exp.port, "/nope").unwrap().0, 404);
 
     let status = sigterm(&mut exp, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "SIGTERM must end the exporter cleanly, got {status}");

@@ -2,14 +2,12 @@
 //! lints without an error and without a crash; every FLAG file gets the finding its
 //! README row names. Also the lone-file fixtures under tests/fixtures/lint.
 
-mod lint_support;
-
-use lint_support::{assert_finding, errors, show, Copy};
+use crate::support::{assert_finding, errors, repo, show, Copy};
 use stackproof::lint::{lint_paths, Finding, Options, Severity};
 use std::path::PathBuf;
 
 fn corpus() -> PathBuf {
-    let p = lint_support::repo().join("../shared/realworld");
+    let p = repo().join("../shared/realworld");
     assert!(p.join("README.md").is_file(), "the real-world corpus is missing at {} (CI keeps a copy there)", p.display());
     p
 }
@@ -192,7 +190,7 @@ fn stale_metric_names_are_caught_inside_a_stack() {
 // ---- lone fixtures -------------------------------------------------------------------
 
 fn fixture(name: &str) -> Vec<Finding> {
-    lint_paths(&[lint_support::repo().join("tests/fixtures/lint").join(name)], &Options::default()).unwrap()
+    lint_paths(&[repo().join("tests/fixtures/lint").join(name)], &Options::default()).unwrap()
 }
 
 #[test]

@@ -1,9 +1,7 @@
 //! `stackproof lint` as a user runs it: exit codes, text and JSON output.
 
-mod lint_support;
-
+use crate::support::{repo, Copy};
 use assert_cmd::Command;
-use lint_support::Copy;
 
 fn stackproof() -> Command {
     Command::cargo_bin("stackproof").unwrap()
@@ -11,7 +9,7 @@ fn stackproof() -> Command {
 
 #[test]
 fn default_stack_exits_0() {
-    let out = stackproof().current_dir(lint_support::repo()).arg("lint").output().unwrap();
+    let out = stackproof().current_dir(repo()).arg("lint").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("lint: 0 errors"), "{text}");
@@ -51,7 +49,7 @@ fn json_output_is_one_document() {
 
 #[test]
 fn lone_files_by_content() {
-    let fx = lint_support::repo().join("tests/fixtures/lint");
+    let fx = repo().join("tests/fixtures/lint");
     let out = stackproof().args(["lint", "--format", "json"]).arg(fx.join("broken-rules.yml")).arg(fx.join("notes.yml")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -71,7 +69,7 @@ fn missing_path_exits_2() {
 #[ignore = "e2e: run scripts/test"]
 fn with_promtool_runs_the_official_checkers() {
     // Needs Docker and the local images (scripts/images).
-    let out = stackproof().current_dir(lint_support::repo()).args(["lint", "--with-promtool"]).output().unwrap();
+    let out = stackproof().current_dir(repo()).args(["lint", "--with-promtool"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let c = Copy::new();
     // Valid for lint's own PromQL reading? No: a syntax error both report; promtool's
@@ -87,7 +85,7 @@ fn with_promtool_runs_the_official_checkers() {
 #[test]
 fn with_promtool_without_docker_is_could_not_run() {
     let out = stackproof()
-        .current_dir(lint_support::repo())
+        .current_dir(repo())
         .env("DOCKER_HOST", "unix:///nonexistent/stackproof-test.sock")
         .args(["lint", "--with-promtool", "--format", "json"])
         .output()

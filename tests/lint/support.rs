@@ -1,5 +1,4 @@
 //! Helpers for the lint tests: a broken copy of the default stack in a tempdir.
-#![allow(dead_code)]
 
 use stackproof::lint::{lint_paths, Finding, Options, Severity};
 use std::path::PathBuf;
@@ -8,9 +7,10 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[path = "../support/mod.rs"]
-mod support;
-use support::copy_dir;
+// The end-to-end tests' stack copying, the one copy of it in the tree.
+#[path = "../e2e/support/files.rs"]
+mod files;
+use files::copy_dir;
 
 /// A copy of the default stack that a test may break.
 pub struct Copy {

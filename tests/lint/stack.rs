@@ -1,9 +1,7 @@
 //! One test per lint check: a copy of the default stack with one thing broken, asserting
 //! the finding's code, file and line.
 
-mod lint_support;
-
-use lint_support::{assert_finding, errors, show, Copy};
+use crate::support::{assert_finding, errors, show, Copy};
 use stackproof::lint::Severity::{Error, Warning};
 
 const PROM: &str = "prometheus/prometheus.yml";

@@ -1,61 +1,25 @@
-//! End-to-end tests of the outage drill against the sandbox (`scripts/sandbox up`), with
-//! the real binary, from the repository root (so `.stackproof/hosts.yml` is found).
-//!
-//! Tests that change the stack deploy a COPY of `stack/` from a temp dir and redeploy
-//! the default stack when they end (also when they fail), so the sandbox is left as
-//! found. The sandbox is this machine: the host exporter listens on 127.0.0.1:9101.
-//!
-//! Run by `scripts/test` (`cargo test -- --ignored --test-threads=1`).
+//! End-to-end tests of the outage drill against the sandbox, with the real binary run
+//! from the repository root. The sandbox is this machine: the host exporter listens on
+//! 127.0.0.1:<host_exporter.port> (9101).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use crate::support::http::exporter_answers;
+use crate::support::sandbox::exporter_pid;
+use crate::support::stack::{self, default_stack, host_exporter_port, stack_copy, RestoreDefault};
+use crate::support::{cmd, free_port, json, signal, sp, text};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const EXPORTER: &str = "127.0.0.1:9101";
-const PID_FILE: &str = "/srv/stackproof-sandbox/run/host-exporter.pid";
-
-/// The binary under test, copied once: the shared target dir is rebuilt by other
-/// developers while these tests run.
-fn bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("sp-e2e-drill-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("stackproof");
-        std::fs::copy(env!("CARGO_BIN_EXE_stackproof"), &p).unwrap();
-        p
-    })
-}
-
-fn sp(args: &[&str]) -> Output {
-    assert!(Path::new(REPO).join(".stackproof/hosts.yml").exists(), "no sandbox host entry: run `scripts/sandbox up` (or scripts/test)");
-    Command::new(bin()).args(args).current_dir(REPO).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(o)))
-}
 
 /// Deploy `stack` (no drill, no rollback). Checks outside the alert path may fail on
 /// the shared sandbox (others edit the default stack's dashboards while these tests
 /// run): that is reported, not fatal; the drill tests assert on the drill itself.
 fn deploy(stack: &Path, extra: &[&str]) {
-    let s = stack.to_str().unwrap();
-    let mut args = vec!["deploy", "--host", "sandbox", "--stack", s, "--no-drill", "--no-rollback", "--lock-wait", "3m", "--format", "json"];
-    args.extend_from_slice(extra);
-    let o = sp(&args);
+    let (o, j) = stack::deploy(Some(stack), &[&["--no-drill", "--no-rollback"], extra].concat());
     match o.status.code() {
         Some(0) => {}
-        Some(1) => eprintln!("note: deploy of {s} deployed, but checks failed: {:?}", failed_checks(&json(&o))),
-        _ => panic!("deploy of {s} failed:\n{}", text(&o)),
+        Some(1) => eprintln!("note: deploy of {} deployed, but checks failed: {:?}", stack.display(), failed_checks(&j)),
+        _ => panic!("deploy of {} failed:\n{}", stack.display(), text(&o)),
     }
 }
 
@@ -84,56 +48,14 @@ fn assert_verify_exit(o: &Output, j: &serde_json::Value, drill_ok: bool) {
     assert_eq!(o.status.code(), Some(want), "{}", text(o));
 }
 
-/// Redeploys the default stack when dropped: the sandbox is left as found.
-struct RestoreDefault;
-impl Drop for RestoreDefault {
-    fn drop(&mut self) {
-        let o = sp(&["deploy", "--host", "sandbox", "--no-drill", "--lock-wait", "3m", "--format", "json"]);
-        if o.status.code() == Some(2) {
-            eprintln!("restoring the default stack failed:\n{}", text(&o));
-        }
-    }
-}
-
-mod support;
-use support::copy_dir;
-
-/// A copy of the default stack with edits `(file, from, to)`; each must change the file.
-fn stack_copy(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(REPO).join("stack"), tmp.path());
-    for (file, from, to) in edits {
-        let p = tmp.path().join(file);
-        let s = std::fs::read_to_string(&p).unwrap();
-        assert!(s.contains(from), "{file} has no {from:?}");
-        std::fs::write(&p, s.replace(from, to)).unwrap();
-    }
-    tmp
-}
-
-/// Does the host exporter answer on its port with exposition text?
-fn exporter_answers() -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&EXPORTER.parse().unwrap(), Duration::from_secs(1)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    if s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.starts_with("HTTP/1.0 200") && body.contains("# TYPE ")
-}
-
 /// Poll until the exporter answers (it must be running again after every drill).
 fn assert_exporter_running(within: Duration) {
     let deadline = Instant::now() + within;
-    while !exporter_answers() {
-        assert!(Instant::now() < deadline, "the host exporter does not answer on {EXPORTER}");
+    let port = host_exporter_port();
+    while !exporter_answers(port) {
+        assert!(Instant::now() < deadline, "the host exporter does not answer on 127.0.0.1:{port}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn stages(d: &serde_json::Value) -> Vec<(String, Option<f64>, f64)> {
@@ -143,7 +65,7 @@ fn stages(d: &serde_json::Value) -> Vec<(String, Option<f64>, f64)> {
 #[test]
 #[ignore = "e2e: run scripts/test"]
 fn default_stack_drill_passes_within_every_bound() {
-    deploy(&Path::new(REPO).join("stack"), &[]);
+    deploy(&default_stack(), &[]);
     let html = tempfile::tempdir().unwrap();
     let report = html.path().join("r.html");
     let o = sp(&["verify", "--host", "sandbox", "--drill", "--format", "json", "--report", report.to_str().unwrap()]);
@@ -200,7 +122,7 @@ fn drill_webhook_where_nothing_listens_fires_but_is_not_delivered() {
 #[ignore = "e2e: run scripts/test"]
 fn a_for_too_long_is_refused_before_the_exporter_stops() {
     assert_exporter_running(Duration::from_secs(10));
-    let pid_before = std::fs::read_to_string(PID_FILE).ok();
+    let pid_before = exporter_pid();
     let copy = stack_copy(&[("prometheus/rules/drill.yml", "for: 4s", "for: 30m")]);
     let t = Instant::now();
     let o = sp(&["verify", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--drill", "--format", "json"]);
@@ -215,16 +137,15 @@ fn a_for_too_long_is_refused_before_the_exporter_stops() {
     let o = sp(&["verify", "--host", "sandbox", "--drill-real", "--format", "json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(json(&o)["error"]["message"].as_str().unwrap().contains("HostExporterDown"));
-    assert_eq!(std::fs::read_to_string(PID_FILE).ok(), pid_before, "the exporter was restarted");
+    assert_eq!(exporter_pid(), pid_before, "the exporter was restarted");
     assert_exporter_running(Duration::from_secs(1));
 }
 
 #[test]
 #[ignore = "e2e: run scripts/test"]
 fn sigint_during_the_drill_leaves_the_exporter_running() {
-    deploy(&Path::new(REPO).join("stack"), &[]);
-    let mut child =
-        Command::new(bin()).args(["verify", "--host", "sandbox", "--drill"]).current_dir(REPO).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    deploy(&default_stack(), &[]);
+    let mut child = cmd(&["verify", "--host", "sandbox", "--drill"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -240,9 +161,8 @@ fn sigint_during_the_drill_leaves_the_exporter_running() {
         }
         assert!(Instant::now() < deadline, "no `exporter stopped` line:\n{seen}");
     }
-    assert!(!exporter_answers(), "the drill said it stopped the exporter, but it answers");
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(st.success());
+    assert!(!exporter_answers(host_exporter_port()), "the drill said it stopped the exporter, but it answers");
+    signal("-INT", child.id());
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
@@ -288,7 +208,10 @@ fn drill_real_proves_the_real_alert_reached_its_receiver() {
     // against those --drill-real fails by design), a shorter `for` for HostExporterDown
     // and a quick critical route, so the test takes well under a minute.
     let copy = stack_copy(&[
-        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798", &url),
+        // Every placeholder receiver (stack_copy replaces the first `from`).
+        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798/critical", &format!("{url}/critical")),
+        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798/warning", &format!("{url}/warning")),
+        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798/info", &format!("{url}/info")),
         (
             "alertmanager/alertmanager.yml",
             "receiver: critical\n      group_wait: 10s\n      group_interval: 1m",

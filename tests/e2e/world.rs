@@ -9,8 +9,9 @@
 //! free port, carries `io.stackproof.stack=world-test` and is removed at the
 //! end, also when the test fails.
 
+use crate::support::free_port;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -128,7 +129,7 @@ impl World {
     /// Forward a free local port to 127.0.0.1:`remote_port` on the sandbox
     /// (the operator reaches services only through tunnels).
     async fn tunnel(&self, remote_port: u16) -> R<u16> {
-        let local = free_port()?;
+        let local = free_port();
         self.session
             .request_port_forward(ForwardType::Local, SocketAddr::from((Ipv4Addr::LOCALHOST, local)), SocketAddr::from((Ipv4Addr::LOCALHOST, remote_port)))
             .await?;
@@ -141,10 +142,14 @@ impl World {
             eprintln!("note: closing the ssh session: {e}");
         }
     }
-}
 
-fn free_port() -> R<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    /// Run `body` with an open world, then close it whatever `body` returned.
+    async fn with(body: impl AsyncFnOnce(&World) -> R<()>) -> R<()> {
+        let world = World::open().await?;
+        let result = body(&world).await;
+        world.close().await;
+        result
+    }
 }
 
 /// Pull `image` ("registry/repo:tag") through the Docker API; returns the
@@ -304,8 +309,7 @@ fn ssh_error_text(e: &openssh::Error) -> String {
 #[tokio::test]
 #[ignore = "e2e: run scripts/test"]
 async fn ssh_with_strict_host_key_reaches_docker_through_forwarded_socket() -> R<()> {
-    let world = World::open().await?;
-    let result = async {
+    World::with(async |world| {
         // The login is the unprivileged sandbox user, with python3 for the
         // host exporter and its remote directory writable.
         let out = world.session.shell(format!("id -un && python3 -c 'print(1+1)' && test -w {} && echo writable", world.entry.remote_dir)).output().await?;
@@ -335,25 +339,21 @@ async fn ssh_with_strict_host_key_reaches_docker_through_forwarded_socket() -> R
         }
         ensure!(seen.is_empty(), "listed containers disagree with the engine's count (listed, count): {seen:?}");
         Ok(())
-    }
-    .await;
-    world.close().await;
-    result
+    })
+    .await
 }
 
 #[tokio::test]
 #[ignore = "e2e: run scripts/test"]
 async fn prometheus_stand_in_pulled_from_registry_becomes_ready_and_checks_its_config() -> R<()> {
-    let world = World::open().await?;
-    let w = &world;
-    let image = image_of(&w.entry, "prometheus", "stackproof-local/prometheus:v2.42.0");
-    let result = async {
+    World::with(async |w| {
+        let image = image_of(&w.entry, "prometheus", "stackproof-local/prometheus:v2.42.0");
         let statuses = pull(&w.docker, &image).await?;
         ensure!(
             statuses.iter().any(|s| s.contains("Downloaded newer image") || s.contains("Image is up to date")),
             "pull of {image} ended without a final status: {statuses:?}"
         );
-        let port = free_port()?;
+        let port = free_port();
         let cmd = vec![
             "--config.file=/etc/prometheus/prometheus.yml".to_string(),
             "--storage.tsdb.path=/prometheus".to_string(),
@@ -375,21 +375,17 @@ async fn prometheus_stand_in_pulled_from_registry_becomes_ready_and_checks_its_c
             Ok(())
         })
         .await
-    }
-    .await;
-    world.close().await;
-    result
+    })
+    .await
 }
 
 #[tokio::test]
 #[ignore = "e2e: run scripts/test"]
 async fn alertmanager_and_node_exporter_stand_ins_serve() -> R<()> {
-    let world = World::open().await?;
-    let w = &world;
-    let result = async {
+    World::with(async |w| {
         let am = image_of(&w.entry, "alertmanager", "stackproof-local/alertmanager:v0.25.0");
         pull(&w.docker, &am).await?;
-        let port = free_port()?;
+        let port = free_port();
         let cmd = vec![
             "--config.file=/etc/alertmanager/alertmanager.yml".to_string(),
             "--storage.path=/alertmanager".to_string(),
@@ -409,7 +405,7 @@ async fn alertmanager_and_node_exporter_stand_ins_serve() -> R<()> {
 
         let ne = image_of(&w.entry, "node_exporter", "stackproof-local/node-exporter:v1.5.0");
         pull(&w.docker, &ne).await?;
-        let port = free_port()?;
+        let port = free_port();
         let cmd = vec![format!("--web.listen-address=127.0.0.1:{port}"), "--no-collector.systemd".to_string()];
         with_container(w, "node_exporter", &ne, cmd, move |_name| async move {
             let local = w.tunnel(port).await?;
@@ -421,17 +417,14 @@ async fn alertmanager_and_node_exporter_stand_ins_serve() -> R<()> {
             Ok(())
         })
         .await
-    }
-    .await;
-    world.close().await;
-    result
+    })
+    .await
 }
 
 #[tokio::test]
 #[ignore = "e2e: run scripts/test"]
 async fn stand_in_images_keep_the_official_layout_and_say_they_are_stand_ins() -> R<()> {
-    let world = World::open().await?;
-    let result = async {
+    World::with(async |world| {
         // (service, fallback, entrypoint, cmd, port, volume, workdir)
         let expected: [(&str, &str, &[&str], &[&str], &str, Option<&str>, Option<&str>); 3] = [
             (
@@ -483,10 +476,8 @@ async fn stand_in_images_keep_the_official_layout_and_say_they_are_stand_ins() -
             );
         }
         Ok(())
-    }
-    .await;
-    world.close().await;
-    result
+    })
+    .await
 }
 
 #[tokio::test]
@@ -531,11 +522,11 @@ async fn a_changed_or_unknown_host_key_is_refused() -> R<()> {
 #[ignore = "e2e: run scripts/test"]
 async fn world_tests_leave_no_labelled_container_behind() -> R<()> {
     // Runs last alphabetically; with --test-threads=1 the others are done.
-    let world = World::open().await?;
-    let filters = HashMap::from([("label", vec![format!("{STACK_LABEL}={TEST_STACK}")])]);
-    let left = world.docker.list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build())).await;
-    world.close().await;
-    let left = left?;
-    ensure!(left.is_empty(), "containers labelled {STACK_LABEL}={TEST_STACK} left behind: {:?}", left.iter().map(|c| c.names.clone()).collect::<Vec<_>>());
-    Ok(())
+    World::with(async |world| {
+        let filters = HashMap::from([("label", vec![format!("{STACK_LABEL}={TEST_STACK}")])]);
+        let left = world.docker.list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build())).await?;
+        ensure!(left.is_empty(), "containers labelled {STACK_LABEL}={TEST_STACK} left behind: {:?}", left.iter().map(|c| c.names.clone()).collect::<Vec<_>>());
+        Ok(())
+    })
+    .await
 }

@@ -2,21 +2,15 @@
 //! Alertmanager, node-exporter, the stack's python host exporter and the Grafana double,
 //! each started here on a free 127.0.0.1 port with configs derived from the default
 //! stack (copied into a temp dir, ports and paths rewritten), and killed on drop.
-//!
-//! Run by `scripts/test` (`cargo test -- --ignored --test-threads=1`).
 
+use crate::support::files::copy_dir;
+use crate::support::stack::default_stack;
+use crate::support::{free_port, REPO};
 use stackproof::report;
 use stackproof::verify::{self, Endpoints, Report, Status, VerifyInput};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The default stack's ports, and the free ones the test uses instead.
 #[derive(Clone, Copy)]
@@ -48,9 +42,6 @@ impl Drop for World {
         }
     }
 }
-
-mod support;
-use support::copy_dir;
 
 fn rewrite(dir: &Path, root: &str, ports: Ports) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -109,7 +100,7 @@ impl World {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().canonicalize().unwrap();
         let current = root.join("current");
-        copy_dir(&Path::new(REPO).join("stack"), &current);
+        copy_dir(&default_stack(), &current);
         let ports = Ports { prometheus: free_port(), alertmanager: free_port(), node: free_port(), grafana: free_port(), host: free_port() };
         rewrite(&current, current.to_str().unwrap(), ports);
         mutate(&current, ports);
