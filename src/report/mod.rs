@@ -84,6 +84,7 @@ mod tests {
         let c = |name: &str, status, detail: &str, hint: &str| Check { name: name.into(), status, detail: detail.into(), hint: hint.into(), duration_ms: 12 };
         Report {
             ok: false,
+            notifications_failed: None,
             checks: vec![
                 c("prometheus: ready", Status::Pass, "ready", ""),
                 c("prometheus: targets up", Status::Fail, "job `host-exporter` target 127.0.0.1:9101 is down: connection refused", "start it"),

@@ -3,9 +3,9 @@
 //! 127.0.0.1:<host_exporter.port> (9101).
 
 use crate::support::http::exporter_answers;
-use crate::support::sandbox::exporter_pid;
+use crate::support::sandbox::{exporter_pid, hosts_override};
 use crate::support::stack::{self, default_stack, host_exporter_port, stack_copy, RestoreDefault};
-use crate::support::{cmd, free_port, json, signal, sp, text};
+use crate::support::{cmd, free_port, json, signal, sp, sp_env, text};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -207,11 +207,17 @@ fn drill_real_proves_the_real_alert_reached_its_receiver() {
     // Real receivers at our pager (instead of the placeholders, where nothing listens:
     // against those --drill-real fails by design), a shorter `for` for HostExporterDown
     // and a quick critical route, so the test takes well under a minute.
+    // The host's receivers at our pager (the host entry gives them), a shorter `for` for
+    // HostExporterDown and a quick critical route, so the test takes well under a minute.
+    let (_hosts, hosts) = hosts_override(|e| {
+        let hook = |path: &str| serde_yaml::from_str::<serde_yaml::Value>(&format!("{{webhook: {{url: '{url}/{path}'}}}}")).unwrap();
+        let mut r = serde_yaml::Mapping::new();
+        for name in ["critical", "warning", "info"] {
+            r.insert(name.into(), hook(name));
+        }
+        e.insert("receivers".into(), serde_yaml::Value::Mapping(r));
+    });
     let copy = stack_copy(&[
-        // Every placeholder receiver (stack_copy replaces the first `from`).
-        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798/critical", &format!("{url}/critical")),
-        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798/warning", &format!("{url}/warning")),
-        ("alertmanager/alertmanager.yml", "http://127.0.0.1:9798/info", &format!("{url}/info")),
         (
             "alertmanager/alertmanager.yml",
             "receiver: critical\n      group_wait: 10s\n      group_interval: 1m",
@@ -219,8 +225,11 @@ fn drill_real_proves_the_real_alert_reached_its_receiver() {
         ),
         ("prometheus/rules/health.yml", "expr: up{job=\"host-exporter\"} == 0\n        for: 1m", "expr: up{job=\"host-exporter\"} == 0\n        for: 6s"),
     ]);
-    deploy(copy.path(), &[]);
-    let o = sp(&["verify", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--drill-real", "--format", "json"]);
+    let env = [("STACKPROOF_HOSTS", hosts.as_path())];
+    let stack = copy.path().to_str().unwrap();
+    let o = sp_env(&["deploy", "--host", "sandbox", "--stack", stack, "--format", "json", "--lock-wait", "5m"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = sp_env(&["verify", "--host", "sandbox", "--stack", stack, "--drill-real", "--format", "json"], &env);
     let j = json(&o);
     assert_verify_exit(&o, &j, true);
     let d = &j["drill"];

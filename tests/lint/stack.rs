@@ -167,7 +167,7 @@ fn route_to_undefined_receiver() {
 #[test]
 fn invalid_receiver_url() {
     let c = Copy::new();
-    let line = c.replace(AM, "url: http://127.0.0.1:9798/critical", "url: htp//127.0.0.1:9798/critical");
+    let line = c.replace(AM, "url: http://127.0.0.1:9799/", "url: htp//127.0.0.1:9799/");
     assert_finding(&c.lint(), Error, "am.url_invalid", AM, line);
 }
 

@@ -209,6 +209,18 @@ pub fn hosts_override(edit: impl FnOnce(&mut serde_yaml::Mapping)) -> (tempfile:
         }
     }
     entry.insert("secrets".into(), serde_yaml::Value::Mapping(secrets));
+    // Receivers' credentials from files, as `secrets` above.
+    if let Some(receivers) = entry.get_mut("receivers").and_then(serde_yaml::Value::as_mapping_mut) {
+        for (_, r) in receivers.iter_mut() {
+            for (_, integration) in r.as_mapping_mut().into_iter().flatten() {
+                for (_, field) in integration.as_mapping_mut().into_iter().flatten() {
+                    if let Some(f) = field.get("file").cloned() {
+                        field.as_mapping_mut().unwrap().insert("file".into(), abs(&f));
+                    }
+                }
+            }
+        }
+    }
     edit(&mut entry);
     let mut hosts = serde_yaml::Mapping::new();
     hosts.insert("sandbox".into(), serde_yaml::Value::Mapping(entry));
