@@ -305,7 +305,7 @@ pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConf
             margin_s: secs(MARGIN),
         },
         real_integrations,
-        timeout: d.timeout,
+        timeout: if real { d.real_timeout } else { d.timeout },
         target_down: mg(detect),
         pending: mg(pending),
         firing: mg(firing),
@@ -320,12 +320,14 @@ pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConf
         resolved_delivered: mg(resolved_delivered),
     };
     let total = b.total(real);
-    if total > d.timeout {
+    let limit = if real { d.real_timeout } else { d.timeout };
+    if total > limit {
         // Name the slowest contributor: the longest `for` involved, and the route timing.
         let (name, rfor, group) = if real && rf >= f { (&d.real_alert, rf, &rg.name) } else { (&d.alert, f, &dg.name) };
         let mut msg = format!(
-            "the drill cannot finish within drill.timeout ({}): rule `{name}` (group `{group}`) has `for: {}`, and with scrape interval {}, evaluation interval {} and the route's group_wait {}/group_interval {} the drill may take up to {}",
-            humantime::format_duration(d.timeout),
+            "the drill cannot finish within drill.{} ({}): rule `{name}` (group `{group}`) has `for: {}`, and with scrape interval {}, evaluation interval {} and the route's group_wait {}/group_interval {} the drill may take up to {}",
+            if real { "real_timeout" } else { "timeout" },
+            humantime::format_duration(limit),
             humantime::format_duration(rfor),
             humantime::format_duration(s),
             humantime::format_duration(if real && rf >= f { re } else { e }),

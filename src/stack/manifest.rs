@@ -214,6 +214,10 @@ pub struct DrillConfig {
     /// The whole drill must finish within this; longer bounds are refused up front.
     #[serde(default = "default_drill_timeout", with = "humantime_serde_str")]
     pub timeout: std::time::Duration,
+    /// The same for `--drill-real`, which waits for the stack's real alert (its own
+    /// `for`) to reach its real receiver: longer than a drill a deploy runs.
+    #[serde(default = "default_drill_real_timeout", with = "humantime_serde_str")]
+    pub real_timeout: std::time::Duration,
     /// Prometheus job of the host exporter (the drill stops it).
     #[serde(default = "default_drill_job")]
     pub job: String,
@@ -227,6 +231,7 @@ impl Default for DrillConfig {
             receiver: default_drill_receiver(),
             port: default_drill_port(),
             timeout: default_drill_timeout(),
+            real_timeout: default_drill_real_timeout(),
             job: default_drill_job(),
         }
     }
@@ -244,6 +249,10 @@ fn default_drill_receiver() -> String {
 fn default_drill_port() -> u16 {
     9799
 }
+fn default_drill_real_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
+}
+
 fn default_drill_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(120)
 }
