@@ -56,7 +56,8 @@ sp_require_file() {
 }
 
 # Debian 12 packages the sandbox, the demo and the end-to-end tests need.
-SP_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter openssh-server openssh-client docker-registry python3 iproute2)
+# python3-aiosmtpd: the sandbox's SMTP receiver (/usr/bin/python3 -m aiosmtpd), where mail pages arrive.
+SP_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter openssh-server openssh-client docker-registry python3 python3-aiosmtpd iproute2)
 # systemd units those packages start on install. The project needs the binaries, not
 # these daemons, which would hold the ports of the stack's containers (9090, 9093,
 # 9100) and of the sandbox registry (5000); a unit is disabled only when
