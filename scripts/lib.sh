@@ -14,6 +14,11 @@ SP_SSH_PORT=2222
 SP_REG_ADDR=127.0.0.1
 SP_REG_PORT=5000
 SP_REGISTRY="$SP_REG_ADDR:$SP_REG_PORT"
+# Where the sandbox's pages arrive (the sandbox host entry's receivers point here).
+SP_SMTP_ADDR=127.0.0.1
+SP_SMTP_PORT=2525
+SP_WEBHOOK_ADDR=127.0.0.1
+SP_WEBHOOK_PORT=9798
 SP_USER=stackproof
 SP_USER_GECOS="stackproof sandbox user (scripts/sandbox)"
 SP_REMOTE_DIR=/srv/stackproof-sandbox
