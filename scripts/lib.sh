@@ -172,12 +172,19 @@ sp_read_pid() {
   printf '%s' "$pid"
 }
 
+# True while PID runs. A zombie does not: it has exited and waits to be reaped
+# by its parent (for our daemons, PID 1, which may take a second or two).
+sp_pid_running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [[ $(awk '$1 == "State:" {print $2}' "/proc/$1/status" 2>/dev/null) != Z ]]
+}
+
 # Stop PID with TERM, then KILL after a deadline (polls, never a fixed sleep).
 sp_stop_pid() {
   local pid=$1 i
   kill -TERM "$pid" 2>/dev/null || return 0
   for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    sp_pid_running "$pid" || return 0
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true
