@@ -14,6 +14,11 @@ SP_SSH_PORT=2222
 SP_REG_ADDR=127.0.0.1
 SP_REG_PORT=5000
 SP_REGISTRY="$SP_REG_ADDR:$SP_REG_PORT"
+# Where the sandbox's pages arrive (the sandbox host entry's receivers point here).
+SP_SMTP_ADDR=127.0.0.1
+SP_SMTP_PORT=2525
+SP_WEBHOOK_ADDR=127.0.0.1
+SP_WEBHOOK_PORT=9798
 SP_USER=stackproof
 SP_USER_GECOS="stackproof sandbox user (scripts/sandbox)"
 SP_REMOTE_DIR=/srv/stackproof-sandbox
@@ -56,7 +61,8 @@ sp_require_file() {
 }
 
 # Debian 12 packages the sandbox, the demo and the end-to-end tests need.
-SP_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter openssh-server openssh-client docker-registry python3 iproute2)
+# python3-aiosmtpd: the sandbox's SMTP receiver (/usr/bin/python3 -m aiosmtpd), where mail pages arrive.
+SP_PACKAGES=(prometheus prometheus-alertmanager prometheus-node-exporter openssh-server openssh-client docker-registry python3 python3-aiosmtpd iproute2)
 # systemd units those packages start on install. The project needs the binaries, not
 # these daemons, which would hold the ports of the stack's containers (9090, 9093,
 # 9100) and of the sandbox registry (5000); a unit is disabled only when
@@ -166,12 +172,19 @@ sp_read_pid() {
   printf '%s' "$pid"
 }
 
+# True while PID runs. A zombie does not: it has exited and waits to be reaped
+# by its parent (for our daemons, PID 1, which may take a second or two).
+sp_pid_running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [[ $(awk '$1 == "State:" {print $2}' "/proc/$1/status" 2>/dev/null) != Z ]]
+}
+
 # Stop PID with TERM, then KILL after a deadline (polls, never a fixed sleep).
 sp_stop_pid() {
   local pid=$1 i
   kill -TERM "$pid" 2>/dev/null || return 0
   for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    sp_pid_running "$pid" || return 0
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true
