@@ -210,6 +210,15 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         None => None,
     };
 
+    // A real drill pages a person with the stack's real alert: say in its annotations
+    // that it is a drill. The rules read this marker (`stackproof_drill_until_seconds >
+    // time()`), which expires by itself, so a marker a killed drill left behind never
+    // labels a later real outage.
+    if opts.real {
+        let until = chrono::Utc::now().timestamp() + b.timeout.as_secs() as i64;
+        layout::write_textfile(&conn.ssh, DRILL_MARKER, &drill_marker(until)).await?;
+    }
+
     // Stop the exporter.
     let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd);
     let he = &stack.manifest.host_exporter;
@@ -336,6 +345,11 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     }
     conn.ssh.close_reverse_tunnel(d.port, hook.port).await;
     drop(hook);
+    if opts.real {
+        if let Err(e) = layout::remove_textfile(&conn.ssh, DRILL_MARKER).await {
+            tracing::warn!("the drill marker stays until it expires: {e}");
+        }
+    }
 
     let mut stages: Vec<Stage> = out.iter().map(|g| g.stage(t0)).collect();
     stages.extend(rec.iter().map(|g| g.stage(t1)));
@@ -374,6 +388,16 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         return Err(Error::Interrupted);
     }
     Ok(report)
+}
+
+/// The textfile that marks a real drill in progress (node-exporter's textfile collector).
+pub const DRILL_MARKER: &str = "stackproof-drill.prom";
+
+/// The marker's content: until when (Unix seconds) the stack's alerts are a drill.
+pub fn drill_marker(until_unix: i64) -> String {
+    format!(
+        "# HELP stackproof_drill_until_seconds A stackproof drill runs until this time: alerts firing before it are a drill.\n# TYPE stackproof_drill_until_seconds gauge\nstackproof_drill_until_seconds {until_unix}\n"
+    )
 }
 
 /// Extra time for the precondition poll (an earlier outage still resolving).

@@ -260,6 +260,43 @@ pub async fn mark_drill_passed(ssh: &Ssh, id: &str) -> Result<()> {
     Ok(())
 }
 
+// ---- textfile collector ------------------------------------------------------------
+
+const TEXTFILE_WRITE: &str = r#"set -eu
+umask 022
+d="$1/textfile"
+mkdir -p "$d"
+cat > "$d/.$2.tmp"
+mv -f "$d/.$2.tmp" "$d/$2"
+echo WRITTEN
+"#;
+
+const TEXTFILE_REMOVE: &str = r#"rm -f "$1/textfile/$2" "$1/textfile/.$2.tmp" && echo REMOVED"#;
+
+/// Write `<remote_dir>/textfile/NAME` atomically (node-exporter's textfile collector
+/// reads every `*.prom` there at each scrape).
+pub async fn write_textfile(ssh: &Ssh, name: &str, content: &str) -> Result<()> {
+    let out = ssh.script_with_stdin(TEXTFILE_WRITE, &[ssh.host().remote_dir.as_str(), name], content.as_bytes().to_vec()).await?;
+    if out.stdout.contains("WRITTEN") {
+        Ok(())
+    } else {
+        Err(Error::remote(
+            Kind::RemoteFailed,
+            format!("writing {}/textfile/{name} failed: {}", ssh.host().remote_dir, out.stderr.trim()),
+            "check that the remote dir is writable",
+        ))
+    }
+}
+
+pub async fn remove_textfile(ssh: &Ssh, name: &str) -> Result<()> {
+    let out = ssh.script(TEXTFILE_REMOVE, &[ssh.host().remote_dir.as_str(), name]).await?;
+    if out.stdout.contains("REMOVED") {
+        Ok(())
+    } else {
+        Err(Error::remote(Kind::RemoteFailed, format!("removing {}/textfile/{name} failed: {}", ssh.host().remote_dir, out.stderr.trim()), "remove it by hand"))
+    }
+}
+
 // ---- journal ------------------------------------------------------------------------
 
 const JOURNAL_SCRIPT: &str = r#"mkdir -p "$1" && printf '%s\n' "$2" >> "$1/journal.jsonl""#;

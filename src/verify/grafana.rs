@@ -133,7 +133,7 @@ fn refused_hint(message: &str) -> &'static str {
     if blocked(message) {
         "Grafana blocked this user after 5 failed logins within 5 minutes (brute-force protection; the right password does not unlock it): wait 5 minutes after the last failed attempt, and find what keeps trying a wrong password"
     } else {
-        "GF_SECURITY_ADMIN_PASSWORD only applies when Grafana creates its database: an older grafana-data volume keeps the old password. `stackproof deploy` changes it through Grafana's API when it can read the old secret from the running container; otherwise reset it on the host (`docker exec <grafana container> grafana cli admin reset-admin-password NEW`)"
+        "either Grafana's brute-force protection blocked the user (5 failed logins within 5 minutes; it answers a blocked user with the same 401, even for the right password: wait 5 minutes after the last failed attempt), or the password in force is another one: GF_SECURITY_ADMIN_PASSWORD only applies when Grafana creates its database, and `stackproof deploy` changes it through Grafana's API only when it can read the old secret from the running container; otherwise reset it on the host (`docker exec <grafana container> grafana cli admin reset-admin-password NEW`)"
     }
 }
 
