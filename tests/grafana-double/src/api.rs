@@ -104,6 +104,7 @@ fn unix_now() -> i64 {
 /// `max_attempts` failures in the last 5 minutes is refused before its
 /// password is even looked at; every failed password login is counted
 /// (lower-cased name, in the database); a success resets nothing.
+#[allow(clippy::result_large_err)] // the Err is the ready 401 response
 fn password_login(st: &AppState, username: &str, password: &str, ip: &str) -> Result<i64, Response> {
     let fail = |err: &str| {
         st.log.info("authn.service", "Failed to authenticate request", &[("client", "auth.client.basic"), ("error", err)]);

@@ -41,9 +41,8 @@ impl AppState {
     /// Writes the database file; a failure is logged (and returned) the way
     /// Grafana logs a failed SQL write.
     pub fn persist(&self, store: &Store) -> Result<(), String> {
-        self.db.save(store).map_err(|e| {
-            self.log.error("sqlstore", "failed to write to the database", &[("error", &e)]);
-            e
+        self.db.save(store).inspect_err(|e| {
+            self.log.error("sqlstore", "failed to write to the database", &[("error", e)]);
         })
     }
 
