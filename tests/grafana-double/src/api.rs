@@ -4,17 +4,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::prom::{self, PromQuery};
-use crate::state::{slugify, Dashboard, Datasource, Folder};
+use crate::provisioning::dashboards::{go_rel, resolved_path};
+use crate::state::{slugify, Dashboard, Datasource, Folder, LoginAttempt};
 use crate::{AppState, COMMIT, GRAFANA_VERSION};
 
 type St = State<Arc<AppState>>;
@@ -22,6 +23,8 @@ type St = State<Arc<AppState>>;
 pub fn router(state: Arc<AppState>) -> Router {
     let authed = Router::new()
         .route("/api/user", get(user))
+        .route("/api/user/password", put(change_password))
+        .route("/api/admin/users/{id}/password", put(admin_set_password))
         .route("/api/org", get(org))
         .route("/api/search", get(search))
         .route("/api/dashboards/uid/{uid}", get(dashboard_by_uid))
@@ -58,76 +61,222 @@ enum Role {
     Viewer,
 }
 
+/// The signed-in user (absent for anonymous requests).
+#[derive(Clone, Copy)]
+struct UserId(i64);
+
+/// Grafana's brute-force window (`loginAttemptsWindow`, loginattemptimpl).
+const LOGIN_ATTEMPTS_WINDOW_S: i64 = 5 * 60;
+
+/// The body Grafana 12 writes for a failed or blocked password login
+/// (`password-auth.failed`, errutil Unauthorized; grafana#109138).
+fn password_auth_failed() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"extra": null, "message": "Invalid username or password", "messageId": "password-auth.failed", "statusCode": 401, "traceID": ""})),
+    )
+        .into_response()
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, Json(json!({"extra": null, "message": "Unauthorized", "messageId": "auth.unauthorized", "statusCode": 401, "traceID": ""})))
+        .into_response()
+}
+
+/// Go's `Request.BasicAuth`: scheme `Basic` (any case), standard base64, a colon.
+fn parse_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, rest) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Grafana 12's password client (pkg/services/authn/clients/password.go)
+/// with the login-attempt service (loginattemptimpl): a user name with
+/// `max_attempts` failures in the last 5 minutes is refused before its
+/// password is even looked at; every failed password login is counted
+/// (lower-cased name, in the database); a success resets nothing.
+#[allow(clippy::result_large_err)] // the Err is the ready 401 response
+fn password_login(st: &AppState, username: &str, password: &str, ip: &str) -> Result<i64, Response> {
+    let fail = |err: &str| {
+        st.log.info("authn.service", "Failed to authenticate request", &[("client", "auth.client.basic"), ("error", err)]);
+        password_auth_failed()
+    };
+    let mut store = st.store.write().unwrap();
+    let now = unix_now();
+    if st.cfg.brute_force_protection && store.login_attempts_since(username, now - LOGIN_ATTEMPTS_WINDOW_S) >= st.cfg.brute_force_max_attempts {
+        return Err(fail("[password-auth.failed] too many consecutive incorrect login attempts for user - login for user temporarily blocked"));
+    }
+    if password.is_empty() {
+        return Err(fail("[password-auth.failed] no password provided"));
+    }
+    let found = store.user_by_login_or_email(username).map(|u| (u.id, u.password_is(password)));
+    if let Some((id, true)) = found {
+        return Ok(id);
+    }
+    if st.cfg.brute_force_protection {
+        // the service's cleanup job drops attempts older than 10 minutes
+        store.login_attempts.retain(|a| a.created >= now - 600);
+        store.login_attempts.push(LoginAttempt { username: username.to_lowercase(), ip_address: ip.to_string(), created: now });
+        let _ = st.persist(&store);
+    }
+    let why = match found {
+        None => "[password-auth.failed] failed to authenticate identity: [user.not-found] user not found",
+        Some(_) => "[password-auth.failed] failed to authenticate identity: [password-auth.invalid] invalid password",
+    };
+    Err(fail(why))
+}
+
 async fn auth(State(st): St, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let role = match header {
-        None => {
-            if st.cfg.anonymous_enabled {
-                if st.cfg.anonymous_org_role.eq_ignore_ascii_case("admin") {
-                    Role::Admin
-                } else {
-                    Role::Viewer
-                }
-            } else {
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"extra": null, "message": "Unauthorized", "messageId": "auth.unauthorized", "statusCode": 401, "traceID": ""})),
-                )
-                    .into_response();
+    let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    let basic = header.as_deref().and_then(parse_basic);
+    let bearer = header.as_deref().is_some_and(|h| h.split_once(' ').is_some_and(|(s, _)| s.eq_ignore_ascii_case("bearer")));
+    // With [auth.basic] enabled = false the basic client is not registered:
+    // a Basic header is then like no credentials at all (authnimpl).
+    if let Some((u, p)) = basic.filter(|_| st.cfg.basic_auth_enabled) {
+        match password_login(&st, &u, &p, &ip) {
+            Ok(id) => {
+                req.extensions_mut().insert(Role::Admin);
+                req.extensions_mut().insert(UserId(id));
+                return next.run(req).await;
+            }
+            Err(resp) => {
+                st.log.log("context", &[], "info", "Request Completed", &[("method", req.method().as_str()), ("path", req.uri().path()), ("status", "401")]);
+                return resp;
             }
         }
-        Some(h) => {
-            let (scheme, rest) = h.split_once(' ').unwrap_or((h.as_str(), ""));
-            if scheme.eq_ignore_ascii_case("basic") {
-                let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-                let ok = decoded
-                    .as_deref()
-                    .and_then(|d| d.split_once(':'))
-                    .is_some_and(|(u, p)| (u == st.cfg.admin_user || u == "admin@localhost") && p == st.cfg.admin_password);
-                if !ok {
-                    st.log.log(
-                        "context",
-                        &[],
-                        "info",
-                        "Request Completed",
-                        &[("method", req.method().as_str()), ("path", req.uri().path()), ("status", "401")],
-                    );
-                    return (
-                        StatusCode::UNAUTHORIZED,
-                        Json(json!({"message": "Invalid username or password", "messageId": "password-auth.failed", "statusCode": 401})),
-                    )
-                        .into_response();
-                }
-                Role::Admin
-            } else {
-                // The double has no service accounts or API keys.
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"extra": null, "message": "Invalid API key", "messageId": "api-key.invalid", "statusCode": 401, "traceID": ""})),
-                )
-                    .into_response();
-            }
-        }
-    };
+    }
+    if bearer {
+        // The double has no service accounts or API keys.
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"extra": null, "message": "Invalid API key", "messageId": "api-key.invalid", "statusCode": 401, "traceID": ""})),
+        )
+            .into_response();
+    }
+    if !st.cfg.anonymous_enabled {
+        return unauthorized();
+    }
+    let role = if st.cfg.anonymous_org_role.eq_ignore_ascii_case("admin") { Role::Admin } else { Role::Viewer };
     req.extensions_mut().insert(role);
     next.run(req).await
 }
 
-async fn health() -> Response {
-    let body = json!({"commit": COMMIT, "database": "ok", "version": GRAFANA_VERSION});
+/// `apiHealthHandler` (pkg/api/http_server.go): 200 with `database: ok`, or
+/// 503 with `database: failing` when the database probe fails (cached 5 s).
+async fn health(State(st): St) -> Response {
+    let ok = st.database_healthy();
+    let body = json!({"commit": COMMIT, "database": if ok { "ok" } else { "failing" }, "version": GRAFANA_VERSION});
     let text = serde_json::to_string_pretty(&body).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json; charset=UTF-8")], text).into_response()
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], text).into_response()
 }
 
-async fn user(State(st): St) -> Response {
+async fn user(State(st): St, req: Request) -> Response {
+    let Some(UserId(id)) = req.extensions().get::<UserId>().copied() else {
+        // anonymous: Grafana answers with the anonymous identity; the double keeps it minimal
+        return Json(json!({"id": 0, "login": "", "email": "", "name": "", "orgId": 1, "isGrafanaAdmin": false, "isAnonymous": true})).into_response();
+    };
+    let store = st.store.read().unwrap();
+    let Some(u) = store.users.iter().find(|u| u.id == id) else {
+        return error(StatusCode::NOT_FOUND, "user not found");
+    };
     Json(json!({
-        "id": 1, "uid": "admin-user", "email": "admin@localhost", "name": "", "login": st.cfg.admin_user,
-        "theme": "", "orgId": 1, "isGrafanaAdmin": true, "isDisabled": false, "isExternal": false,
+        "id": u.id, "uid": u.uid, "email": u.email, "name": u.name, "login": u.login,
+        "theme": "", "orgId": 1, "isGrafanaAdmin": u.is_admin, "isDisabled": false, "isExternal": false,
         "isExternallySynced": false, "isGrafanaAdminExternallySynced": false, "authLabels": [],
-        "updatedAt": "2025-01-01T00:00:00Z", "createdAt": "2025-01-01T00:00:00Z",
+        "updatedAt": u.updated, "createdAt": u.created,
         "avatarUrl": "/avatar/46d229b033af06a191ff2267bca9ae56", "isProvisioned": false
     }))
     .into_response()
+}
+
+/// Grafana's password rule without `password_policy`: too short below 4
+/// characters (pkg/services/user/password.go; the exact bound varies between
+/// releases, see README).
+fn password_too_short(p: &str) -> bool {
+    p.chars().count() < 4
+}
+
+/// `PUT /api/user/password` (pkg/api/user.go `ChangeUserPassword`, the user
+/// service's Update with OldPassword): the old password must match, then the
+/// new one must pass the password rule.
+async fn change_password(State(st): St, req: Request) -> Response {
+    let user_id = req.extensions().get::<UserId>().copied();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 1 << 20).await else {
+        return error(StatusCode::BAD_REQUEST, "bad request data");
+    };
+    let Some(UserId(id)) = user_id else {
+        return error(StatusCode::FORBIDDEN, "Endpoint only available for users");
+    };
+    let Ok(form) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "bad request data");
+    };
+    let old = form.get("oldPassword").and_then(Value::as_str).unwrap_or("");
+    let new = form.get("newPassword").and_then(Value::as_str).unwrap_or("");
+    let mut store = st.store.write().unwrap();
+    let Some(u) = store.users.iter_mut().find(|u| u.id == id) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to change user password");
+    };
+    if !u.password_is(old) {
+        return error_id(StatusCode::BAD_REQUEST, "Invalid old password", "user.password-missmatch");
+    }
+    if password_too_short(new) {
+        return error_id(StatusCode::BAD_REQUEST, "New password is too short", "password.password-policy-too-short");
+    }
+    u.set_password(new);
+    if st.persist(&store).is_err() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to change user password");
+    }
+    Json(json!({"message": "User password changed"})).into_response()
+}
+
+/// `PUT /api/admin/users/:id/password` (pkg/api/admin_users.go
+/// `AdminUpdateUserPassword`): Grafana admins only; sets the password,
+/// clears the user's failed logins.
+async fn admin_set_password(State(st): St, Path(id): Path<String>, req: Request) -> Response {
+    let caller = req.extensions().get::<UserId>().copied();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 1 << 20).await else {
+        return error(StatusCode::BAD_REQUEST, "bad request data");
+    };
+    let mut store = st.store.write().unwrap();
+    let is_admin = caller.is_some_and(|UserId(c)| store.users.iter().any(|u| u.id == c && u.is_admin));
+    if !is_admin {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"accessErrorId": "ACE0000000000", "message": "You'll need additional permissions to perform this action. Permissions needed: users.password:update", "title": "Access denied"})),
+        )
+            .into_response();
+    }
+    let Ok(form) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "bad request data");
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, "id is invalid");
+    };
+    let password = form.get("password").and_then(Value::as_str).unwrap_or("");
+    let Some(u) = store.users.iter_mut().find(|u| u.id == id) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to update user password");
+    };
+    if password_too_short(password) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to update user password");
+    }
+    u.set_password(password);
+    let login = u.login.to_lowercase();
+    store.login_attempts.retain(|a| a.username != login);
+    if st.persist(&store).is_err() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to update user password");
+    }
+    Json(json!({"message": "User password updated"})).into_response()
 }
 
 async fn org() -> Response {
@@ -238,6 +387,7 @@ async fn search(State(st): St, RawQuery(raw): RawQuery) -> Response {
 
 async fn dashboard_by_uid(State(st): St, Path(uid): Path<String>, req: Request) -> Response {
     let role = req.extensions().get::<Role>().copied().unwrap_or(Role::Viewer);
+    let providers = st.dash.lock().unwrap().providers.clone();
     let store = st.store.read().unwrap();
     let Some(d) = store.dashboards.get(&uid) else {
         return error(StatusCode::NOT_FOUND, "Dashboard not found");
@@ -252,8 +402,20 @@ async fn dashboard_by_uid(State(st): St, Path(uid): Path<String>, req: Request) 
     let slug = slugify(&d.title);
     let admin = role == Role::Admin;
     let perms = json!({"canAdd": admin, "canEdit": admin, "canDelete": admin});
+    // pkg/api/dashboard.go: both read from the provider's configuration at
+    // request time; the external id is the stored path made relative to the
+    // provider's path as it resolves *now* (a swapped symlink shows at once)
     let (provisioned, external_id) = match &d.provisioning {
-        Some(p) => (!p.allow_ui_updates, p.external_id.clone()),
+        Some(p) => {
+            let provider = providers.iter().find(|x| x.name == p.provider);
+            let allow_ui_updates = provider.is_some_and(|x| x.allow_ui_updates);
+            let root = provider.map(|x| resolved_path(x, &st.log).display().to_string()).unwrap_or_default();
+            let ext = go_rel(&root, &p.file).unwrap_or_else(|e| {
+                st.log.warn("http.server", "Failed to create ProvisionedExternalId", &[("err", &e)]);
+                String::new()
+            });
+            (!allow_ui_updates, ext)
+        }
         None => (false, String::new()),
     };
     let meta = json!({

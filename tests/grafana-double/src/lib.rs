@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod db;
 pub mod interval;
 pub mod logfmt;
 pub mod prom;
@@ -12,8 +13,10 @@ pub mod state;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use config::{Config, Env};
+use db::Db;
 use logfmt::Logger;
 use provisioning::dashboards::{self, Provider, Usage};
 use state::Store;
@@ -29,6 +32,57 @@ pub struct AppState {
     pub log: Logger,
     pub client: reqwest::Client,
     pub dash: Mutex<DashState>,
+    pub db: Db,
+    /// Last database health verdict and when it was taken (cached 5 s).
+    pub health: Mutex<Option<(Instant, bool)>>,
+}
+
+impl AppState {
+    /// Writes the database file; a failure is logged (and returned) the way
+    /// Grafana logs a failed SQL write.
+    pub fn persist(&self, store: &Store) -> Result<(), String> {
+        self.db.save(store).inspect_err(|e| {
+            self.log.error("sqlstore", "failed to write to the database", &[("error", e)]);
+        })
+    }
+
+    /// Grafana's `databaseHealthy` (pkg/api/health.go): one probe, its result
+    /// (good or bad) cached for 5 seconds.
+    pub fn database_healthy(&self) -> bool {
+        let mut cache = self.health.lock().unwrap();
+        if let Some((at, ok)) = *cache {
+            if at.elapsed() < Duration::from_secs(5) {
+                return ok;
+            }
+        }
+        let ok = match self.db.check() {
+            Ok(()) => true,
+            Err(e) => {
+                self.log.error("sqlstore", "database health check failed", &[("error", &e)]);
+                false
+            }
+        };
+        *cache = Some((Instant::now(), ok));
+        ok
+    }
+}
+
+/// Why [`start`] failed: both are fatal at startup, as in Grafana.
+#[derive(Debug)]
+pub enum StartError {
+    /// The data dir or database file cannot be created, read or written.
+    Database(String),
+    /// The HTTP listener cannot be opened.
+    Listen(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Database(e) => write!(f, "{e}"),
+            StartError::Listen(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -45,18 +99,44 @@ pub struct Running {
     pub fatal: tokio::sync::oneshot::Receiver<String>,
 }
 
-/// Binds, serves, and starts provisioning in the background after the
-/// configured delay (Grafana 12.0.2 provisions in its Run step, after the
-/// HTTP server is up).
-pub async fn start(cfg: Config, env: Env, log: Logger) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(cfg.bind_addr()).await?;
-    let addr = listener.local_addr()?;
-    let client = reqwest::Client::builder().timeout(cfg.datasource_timeout).build().map_err(std::io::Error::other)?;
-    let state = Arc::new(AppState { cfg, env, store: RwLock::new(Store::default()), log, client, dash: Mutex::new(DashState::default()) });
+/// Opens the database (creating it and the admin user on a first start,
+/// after the startup delay that stands in for migrations), binds, serves,
+/// and starts provisioning in the background after the configured delay
+/// (Grafana 12.0.2 provisions in its Run step, after the HTTP server is up).
+pub async fn start(cfg: Config, env: Env, log: Logger) -> Result<Running, StartError> {
+    let db = Db::new(cfg.data.as_deref());
+    let opened = db.open().map_err(StartError::Database)?;
+    let mut store = opened.store;
+    let dbtype = if db.path.is_some() { "sqlite3" } else { "memory (grafana-double: GF_PATHS_DATA unset)" };
+    log.info("sqlstore", "Connecting to DB", &[("dbtype", dbtype)]);
+    if opened.created {
+        log.info("migrator", "Starting DB migrations", &[]);
+        if !cfg.startup_delay.is_zero() {
+            log.info(
+                "migrator",
+                "grafana-double: waiting before listening, standing in for first-start migrations (not Grafana)",
+                &[("delay", &format!("{:?}", cfg.startup_delay))],
+            );
+            tokio::time::sleep(cfg.startup_delay).await;
+        }
+        log.info("migrator", "migrations completed", &[("performed", "1"), ("skipped", "0")]);
+    } else {
+        log.info("migrator", "migrations completed", &[("performed", "0"), ("skipped", "1")]);
+    }
+    if cfg.disable_initial_admin_creation {
+        log.info("sqlstore", "Skipping creation of initial admin user", &[]);
+    } else if store.ensure_admin(&cfg.admin_user, &cfg.admin_password, &cfg.admin_email) {
+        log.info("sqlstore", "Created default admin", &[("user", &cfg.admin_user)]);
+        db.save(&store).map_err(|e| StartError::Database(format!("failed to create default admin user: {e}")))?;
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.bind_addr()).await.map_err(StartError::Listen)?;
+    let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let client = reqwest::Client::builder().timeout(cfg.datasource_timeout).build().map_err(|e| StartError::Listen(std::io::Error::other(e)))?;
+    let state = Arc::new(AppState { cfg, env, store: RwLock::new(store), log, client, dash: Mutex::new(DashState::default()), db, health: Mutex::new(None) });
     let app = api::router(state.clone());
     state.log.info("http.server", "HTTP Server Listen", &[("address", &addr.to_string()), ("protocol", "http"), ("subUrl", ""), ("socket", "")]);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
     let st = state.clone();
@@ -77,6 +157,7 @@ async fn provision(st: Arc<AppState>) -> Result<(), String> {
             st.log.error("provisioning", "Failed to provision data sources", &[("error", &err)]);
             return Err(err);
         }
+        let _ = st.persist(&store);
     }
     let providers = match dashboards::read_providers(&st.cfg.provisioning, &st.env, &st.log) {
         Ok(p) => p,
@@ -109,6 +190,7 @@ async fn provision(st: Arc<AppState>) -> Result<(), String> {
             dashboards::validate_duplicates(&dash.usage, &mut store, &st.log);
             st.log.info(dashboards::LOGGER, "finished to provision dashboards", &[]);
         }
+        let _ = st.persist(&store);
     }
     for p in providers {
         let st = st.clone();
@@ -132,4 +214,5 @@ pub fn reload_provider(st: &AppState, p: &Provider) {
         dash.usage.insert(p.name.clone(), u);
     }
     dashboards::validate_duplicates(&dash.usage, &mut store, &st.log);
+    let _ = st.persist(&store);
 }

@@ -1,12 +1,14 @@
-//! In-memory "database" of the double. Grafana keeps this in SQLite under
-//! /var/lib/grafana; the double starts empty on every start (see README).
+//! The double's "database": what Grafana keeps in SQLite (`grafana.db`)
+//! under `GF_PATHS_DATA`. Saved as one JSON file there by [`crate::db`]
+//! (kept in memory only when `GF_PATHS_DATA` is unset; see README).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Datasource {
     pub id: i64,
     pub uid: String,
@@ -27,7 +29,7 @@ pub struct Datasource {
     pub version: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Folder {
     pub id: i64,
     pub uid: String,
@@ -38,7 +40,7 @@ pub struct Folder {
     pub version: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Dashboard {
     pub id: i64,
     pub uid: String,
@@ -55,26 +57,74 @@ pub struct Dashboard {
     pub provisioning: Option<Provisioning>,
 }
 
-#[derive(Clone, Debug)]
+/// Grafana's `dashboard_provisioning` row. `allowUiUpdates` and the
+/// relative `provisionedExternalId` are not stored: the API computes them
+/// from the provider's configuration when asked (pkg/api/dashboard.go).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Provisioning {
     pub provider: String,
-    /// Absolute path of the file the dashboard came from.
+    /// Grafana's `ExternalID`: the file's path under the provider's resolved
+    /// path at the time of the save.
     pub file: String,
-    /// Path relative to the provider's resolved path.
-    pub external_id: String,
-    pub allow_ui_updates: bool,
     /// Checksum of the file at its last save.
     pub checksum: String,
 }
 
-#[derive(Default, Debug)]
+/// A row of Grafana's `user` table. The password is stored salted and
+/// hashed (sha256 here; Grafana uses PBKDF2), never in clear.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub uid: String,
+    pub login: String,
+    pub email: String,
+    pub name: String,
+    pub salt: String,
+    pub password: String,
+    pub is_admin: bool,
+    pub created: String,
+    pub updated: String,
+}
+
+impl User {
+    pub fn hash(salt: &str, password: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!("{salt}:{password}").as_bytes()))
+    }
+    pub fn password_is(&self, password: &str) -> bool {
+        Self::hash(&self.salt, password) == self.password
+    }
+    pub fn set_password(&mut self, password: &str) {
+        self.salt = generate_uid();
+        self.password = Self::hash(&self.salt, password);
+        self.updated = now_rfc3339();
+    }
+}
+
+/// A row of Grafana's `login_attempt` table: one failed password login.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginAttempt {
+    /// Lower-cased, as loginattemptimpl stores it.
+    pub username: String,
+    pub ip_address: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Default, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Store {
+    pub users: Vec<User>,
+    pub login_attempts: Vec<LoginAttempt>,
     pub datasources: Vec<Datasource>,
     pub folders: Vec<Folder>,
     pub dashboards: BTreeMap<String, Dashboard>,
     next_ds_id: i64,
     next_dash_id: i64,
-    /// Which providers may write, as decided by the duplicate validator.
+    next_user_id: i64,
+    /// Which providers may write, as decided by the duplicate validator
+    /// (Grafana keeps this in memory too).
+    #[serde(skip)]
     pub provider_blocked: HashMap<String, bool>,
 }
 
@@ -117,6 +167,43 @@ impl Store {
 
     pub fn datasource_by_uid(&self, uid: &str) -> Option<&Datasource> {
         self.datasources.iter().find(|d| d.uid == uid)
+    }
+
+    /// Logins and emails compare case-insensitively, as in Grafana 10+.
+    pub fn user_by_login_or_email(&self, name: &str) -> Option<&User> {
+        let n = name.to_lowercase();
+        self.users.iter().find(|u| u.login.to_lowercase() == n).or_else(|| self.users.iter().find(|u| u.email.to_lowercase() == n))
+    }
+
+    /// Grafana's first-start admin creation (sqlstore `ensureAdminUser`): only
+    /// when the database has no user yet. Returns whether it created one.
+    pub fn ensure_admin(&mut self, login: &str, password: &str, email: &str) -> bool {
+        if !self.users.is_empty() {
+            return false;
+        }
+        self.next_user_id += 1;
+        let now = now_rfc3339();
+        let mut u = User {
+            id: self.next_user_id,
+            uid: generate_uid(),
+            login: login.to_string(),
+            email: email.to_string(),
+            name: String::new(),
+            salt: String::new(),
+            password: String::new(),
+            is_admin: true,
+            created: now.clone(),
+            updated: now,
+        };
+        u.set_password(password);
+        self.users.push(u);
+        true
+    }
+
+    /// Failed logins of `username` (any case) since `since` (unix seconds).
+    pub fn login_attempts_since(&self, username: &str, since: i64) -> i64 {
+        let n = username.to_lowercase();
+        self.login_attempts.iter().filter(|a| a.username == n && a.created >= since).count() as i64
     }
 }
 

@@ -196,20 +196,53 @@ fn load_file(path: &Path) -> Loaded {
     Loaded::Ok { model, title, checksum: sum }
 }
 
-/// One pass of one provider's file reader. Returns the uid/title usage of
-/// the files it read, or `Err` when its path cannot be read.
-pub fn provider_pass(p: &Provider, store: &mut Store, log: &Logger) -> Result<Vec<Usage>, ()> {
+/// The provider's path as Grafana's file reader resolves it each time it is
+/// asked (`resolvedPath` in file_reader.go): made absolute, symlinks
+/// evaluated, the configured path as it is when that fails.
+pub fn resolved_path(p: &Provider, log: &Logger) -> PathBuf {
     let ctx: [(&str, &str); 2] = [("type", "file"), ("name", &p.name)];
-    let resolved = match std::fs::canonicalize(&p.path) {
+    let abs = if p.path.is_absolute() { p.path.clone() } else { std::env::current_dir().map(|d| d.join(&p.path)).unwrap_or_else(|_| p.path.clone()) };
+    match std::fs::canonicalize(&abs) {
         Ok(r) => r,
         Err(e) => {
-            let err = format!("lstat {}: {}", p.path.display(), go_read_error(&p.path, &e).rsplit(": ").next().unwrap_or(""));
+            let err = format!("lstat {}: {}", abs.display(), go_read_error(&abs, &e).rsplit(": ").next().unwrap_or(""));
             log.log(LOGGER, &ctx, "error", "Failed to read content of symlinked path", &[("path", &p.path.display().to_string()), ("error", &err)]);
-            log.log(LOGGER, &ctx, "error", "Cannot read directory", &[("error", &err)]);
-            log.log(LOGGER, &ctx, "error", "failed to search for dashboards", &[("error", &err)]);
-            return Err(());
+            log.log(LOGGER, &ctx, "info", "falling back to original path due to EvalSymlink/Abs failure", &[]);
+            p.path.clone()
         }
-    };
+    }
+}
+
+/// One pass of one provider's file reader (`walkDisk` in Grafana's
+/// file_reader.go): find the files under the resolved path, **first**
+/// delete (or, with `disableDeletion`, un-provision) the dashboards whose
+/// file is no longer among them, **then** save the new and changed files.
+/// After a release swap (the provider path is a symlink that now points
+/// elsewhere) every stored file path is gone, so every dashboard is deleted
+/// and saved again as a new row. Returns the uid/title usage of the files
+/// it read, or `Err` when its path cannot be read.
+pub fn provider_pass(p: &Provider, store: &mut Store, log: &Logger) -> Result<Vec<Usage>, ()> {
+    let ctx: [(&str, &str); 2] = [("type", "file"), ("name", &p.name)];
+    let resolved = resolved_path(p, log);
+    if let Err(e) = std::fs::metadata(&resolved) {
+        let err = format!("stat {}: {}", resolved.display(), go_read_error(&resolved, &e).rsplit(": ").next().unwrap_or(""));
+        log.log(LOGGER, &ctx, "error", "Cannot read directory", &[("error", &err)]);
+        log.log(LOGGER, &ctx, "error", "failed to search for dashboards", &[("error", &err)]);
+        return Err(());
+    }
+    // provisioned rows of this provider, keyed by stored path; a stored path
+    // outside the resolved path is prefixed with it, as Grafana does
+    let root = resolved.display().to_string();
+    let refs: BTreeMap<String, (String, i64, String)> = store
+        .dashboards
+        .values()
+        .filter_map(|d| d.provisioning.as_ref().filter(|pr| pr.provider == p.name).map(|pr| (d, pr)))
+        .map(|(d, pr)| {
+            let key = if pr.file.starts_with(&root) { pr.file.clone() } else { format!("{root}/{}", pr.file) };
+            (key, (d.uid.clone(), d.id, pr.checksum.clone()))
+        })
+        .collect();
+
     let mut files = Vec::new();
     if let Err(e) = walk_json(&resolved, &mut files) {
         let err = go_read_error(&resolved, &e);
@@ -218,10 +251,26 @@ pub fn provider_pass(p: &Provider, store: &mut Store, log: &Logger) -> Result<Ve
         return Err(());
     }
     files.sort();
-    let can_write = !store.provider_blocked.get(&p.name).copied().unwrap_or(false);
-    let mut usage = Vec::new();
     let found: BTreeSet<String> = files.iter().map(|f| f.display().to_string()).collect();
 
+    // handleMissingDashboardFiles: before any save, whatever the duplicate validator decided
+    for (path, (uid, id, _)) in &refs {
+        if found.contains(path) {
+            continue;
+        }
+        if p.disable_deletion {
+            log.log(LOGGER, &ctx, "debug", "unprovisioning provisioned dashboard. missing on disk", &[("id", &id.to_string())]);
+            if let Some(d) = store.dashboards.get_mut(uid) {
+                d.provisioning = None;
+            }
+        } else {
+            log.log(LOGGER, &ctx, "debug", "deleting provisioned dashboard, missing on disk", &[("id", &id.to_string())]);
+            store.dashboards.remove(uid);
+        }
+    }
+
+    let can_write = !store.provider_blocked.get(&p.name).copied().unwrap_or(false);
+    let mut usage = Vec::new();
     for file in &files {
         let file_s = file.display().to_string();
         let (mut model, title, sum) = match load_file(file) {
@@ -231,7 +280,6 @@ pub fn provider_pass(p: &Provider, store: &mut Store, log: &Logger) -> Result<Ve
                 continue;
             }
         };
-        let external_id = file.strip_prefix(&resolved).map(|r| r.display().to_string()).unwrap_or_default();
         let folder_uid = match folder_for(p, file, &resolved, store) {
             Ok(f) => f,
             Err(err) => {
@@ -241,55 +289,90 @@ pub fn provider_pass(p: &Provider, store: &mut Store, log: &Logger) -> Result<Ve
         };
         let file_uid = model.get("uid").and_then(Value::as_str).unwrap_or("").to_string();
         usage.push(Usage { uid: file_uid.clone(), title: title.clone(), folder: folder_uid.clone().unwrap_or_default() });
-        if !can_write {
-            continue;
+        // alreadyProvisioned is decided on the rows read before the deletions
+        let previous = refs.get(&file_s).filter(|(uid, _, _)| store.dashboards.contains_key(uid));
+        if previous.is_some_and(|(_, _, prev_sum)| *prev_sum == sum) {
+            continue; // up to date
         }
-        let previous = store
-            .dashboards
-            .values()
-            .find(|d| d.provisioning.as_ref().is_some_and(|pr| pr.provider == p.name && pr.file == file_s))
-            .map(|d| (d.uid.clone(), d.provisioning.as_ref().unwrap().checksum.clone()));
-        if let Some((_, prev_sum)) = &previous {
-            if *prev_sum == sum {
-                continue; // unchanged since the last save
-            }
+        if !can_write {
+            log.log(LOGGER, &ctx, "warn", "Not saving new dashboard due to restricted database access", &[("provisioner", &p.name), ("file", &file_s)]);
+            continue;
         }
         if let Err(err) = check_saveable(&file_uid, &title, &model) {
             log.log(LOGGER, &ctx, "error", "failed to save dashboard", &[("file", &file_s), ("error", &err)]);
             continue;
         }
-        let uid = if !file_uid.is_empty() { file_uid } else { previous.map(|(u, _)| u).unwrap_or_else(generate_uid) };
         // a non-zero id in the file is discarded before saving
         if let Some(o) = model.as_object_mut() {
             o.remove("id");
         }
-        let prov = Provisioning { provider: p.name.clone(), file: file_s.clone(), external_id, allow_ui_updates: p.allow_ui_updates, checksum: sum };
-        save_overwrite(store, uid, title, folder_uid, model, prov);
-    }
-
-    // Files gone from disk: delete their dashboards, or with disableDeletion only un-provision them.
-    let gone: Vec<String> = store
-        .dashboards
-        .values()
-        .filter(|d| d.provisioning.as_ref().is_some_and(|pr| pr.provider == p.name && !found.contains(&pr.file)))
-        .map(|d| d.uid.clone())
-        .collect();
-    for uid in gone {
-        if !can_write {
-            break;
-        }
-        let file = store.dashboards[&uid].provisioning.as_ref().map(|pr| pr.file.clone()).unwrap_or_default();
-        if p.disable_deletion {
-            log.log(LOGGER, &ctx, "info", "unprovisioning dashboard, missing file", &[("file", &file), ("uid", &uid)]);
-            if let Some(d) = store.dashboards.get_mut(&uid) {
-                d.provisioning = None;
+        let prov = Provisioning { provider: p.name.clone(), file: file_s.clone(), checksum: sum };
+        match previous {
+            // already provisioned from this path: the save targets that row (its id)
+            Some((prev_uid, _, _)) => {
+                update_row(store, prev_uid, if file_uid.is_empty() { prev_uid.clone() } else { file_uid }, title, folder_uid, model, prov)
             }
-        } else {
-            log.log(LOGGER, &ctx, "info", "deleting provisioned dashboard, missing file", &[("file", &file), ("uid", &uid)]);
-            store.dashboards.remove(&uid);
+            None => {
+                let uid = if file_uid.is_empty() { generate_uid() } else { file_uid };
+                save_overwrite(store, uid, title, folder_uid, model, prov);
+            }
         }
     }
     Ok(usage)
+}
+
+/// Saves over the row that was provisioned from the same file (same id);
+/// a changed uid in the file moves the row to the new uid.
+fn update_row(store: &mut Store, row_uid: &str, uid: String, title: String, folder_uid: Option<String>, model: Value, prov: Provisioning) {
+    let Some(mut d) = store.dashboards.remove(row_uid) else { return };
+    if uid != row_uid {
+        // another row with the new uid is overwritten, as a save with overwrite does
+        store.dashboards.remove(&uid);
+    }
+    d.uid = uid.clone();
+    d.tags = model.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect()).unwrap_or_default();
+    d.title = title;
+    d.folder_uid = folder_uid;
+    d.model = model;
+    d.version += 1;
+    d.updated = now_rfc3339();
+    d.provisioning = Some(prov);
+    store.dashboards.insert(uid, d);
+}
+
+/// Go's `filepath.Rel` for the paths the API meets: `targ` relative to
+/// `base`, with `..` steps; an error when one is absolute and the other not.
+pub fn go_rel(base: &str, targ: &str) -> Result<String, String> {
+    fn clean(p: &str) -> (bool, Vec<String>) {
+        let abs = p.starts_with('/');
+        let mut out: Vec<String> = Vec::new();
+        for c in p.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    if out.last().is_some_and(|l| l != "..") {
+                        out.pop();
+                    } else if !abs {
+                        out.push("..".into());
+                    }
+                }
+                c => out.push(c.to_string()),
+            }
+        }
+        (abs, out)
+    }
+    let (babs, b) = clean(base);
+    let (tabs, t) = clean(targ);
+    if babs != tabs {
+        return Err(format!("Rel: can't make {targ} relative to {base}"));
+    }
+    let common = b.iter().zip(t.iter()).take_while(|(x, y)| x == y).count();
+    if b[common..].iter().any(|c| c == "..") {
+        return Err(format!("Rel: can't make {targ} relative to {base}"));
+    }
+    let mut parts: Vec<String> = vec!["..".to_string(); b.len() - common];
+    parts.extend(t[common..].iter().cloned());
+    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
 }
 
 fn folder_for(p: &Provider, file: &Path, resolved: &Path, store: &mut Store) -> Result<Option<String>, String> {
@@ -413,5 +496,18 @@ pub fn validate_duplicates(usage: &HashMap<String, Vec<Usage>>, store: &mut Stor
             log.warn(LOGGER, "dashboards provisioning provider has no database write permissions because of duplicates", &[("provider", name), ("orgId", "1")]);
         }
         store.provider_blocked.insert(name.clone(), is_blocked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_rel;
+
+    #[test]
+    fn rel_like_go() {
+        assert_eq!(go_rel("/s/releases/2/dash", "/s/releases/2/dash/a/x.json").unwrap(), "a/x.json");
+        assert_eq!(go_rel("/s/releases/2/dash", "/s/releases/1/dash/x.json").unwrap(), "../../1/dash/x.json");
+        assert_eq!(go_rel("/a/b", "/a/b").unwrap(), ".");
+        assert_eq!(go_rel("", "/a/x.json").unwrap_err(), "Rel: can't make /a/x.json relative to ");
     }
 }
