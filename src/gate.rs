@@ -198,7 +198,23 @@ pub async fn evaluate(client: &reqwest::Client, prometheus: &str, criteria: &[Ga
 pub async fn evaluate_on(ssh: &Ssh, stack: &Stack) -> std::result::Result<Verdict, String> {
     let port = stack.manifest.service_port("prometheus").ok_or("the manifest gives prometheus no port")?;
     let local = ssh.tunnel(port).await.map_err(|e| e.to_string())?;
-    evaluate(crate::remote::http::Http::new().client(), &format!("http://127.0.0.1:{local}"), &stack.manifest.gate.criteria).await
+    let mut v = evaluate(crate::remote::http::Http::new().client(), &format!("http://127.0.0.1:{local}"), &stack.manifest.gate.criteria).await?;
+    unpaged(&mut v, ssh.host().unpaged.as_deref());
+    Ok(v)
+}
+
+/// A host that knowingly pages nobody (`unpaged:` in its entry) is never green: the gate
+/// keeps saying so, at yellow, for as long as the entry says it (pure).
+pub fn unpaged(v: &mut Verdict, why: Option<&str>) {
+    let Some(why) = why else { return };
+    v.findings.push(Finding {
+        name: "paging".into(),
+        query: String::new(),
+        value: None,
+        level: Level::Yellow,
+        note: format!("nobody is paged on this host (its entry says: {why})"),
+    });
+    v.level = overall(&v.findings);
 }
 
 /// The findings as the JSON the hooks (`STACKPROOF_GATE_FINDINGS`) and the journal get.
@@ -226,6 +242,23 @@ pub fn render_text(v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unpaged_host_is_never_green() {
+        let mut v = Verdict { level: Level::Green, findings: vec![], duration_ms: 1 };
+        unpaged(&mut v, None);
+        assert_eq!(v.level, Level::Green);
+        unpaged(&mut v, Some("staging box"));
+        assert_eq!(v.level, Level::Yellow);
+        assert!(v.findings[0].note.contains("staging box"));
+        let mut red = Verdict {
+            level: Level::Red,
+            findings: vec![Finding { name: "x".into(), query: "q".into(), value: None, level: Level::Red, note: String::new() }],
+            duration_ms: 1,
+        };
+        unpaged(&mut red, Some("s"));
+        assert_eq!(red.level, Level::Red, "a red gate stays red");
+    }
     use serde_json::json;
 
     fn crit(better: Better, yellow: f64, red: Option<f64>) -> GateCriterion {

@@ -67,6 +67,8 @@ pub struct Status {
     pub releases: Vec<Release>,
     pub containers: Vec<Container>,
     pub exporter: HostExporter,
+    /// Why nobody is paged on this host (`unpaged:` in its entry), when it says so.
+    pub unpaged: Option<String>,
     pub lock: Option<Value>,
     pub last_deploy: Option<Value>,
     pub last_verify: Option<Value>,
@@ -119,6 +121,7 @@ pub async fn collect(conn: &Conn, stack: &Stack) -> Result<Status> {
         releases,
         containers,
         exporter,
+        unpaged: conn.ssh.host().unpaged.clone(),
         lock: st.lock.as_deref().map(|l| serde_json::from_str::<Value>(l).unwrap_or(json!(l))),
         last_deploy: last("deploy"),
         last_verify: last("verify"),
@@ -147,6 +150,9 @@ pub fn render(s: &Status) -> String {
         o.push_str(&format!("host exporter: running, pid {} since {} (release {})\n", or_dash(&e.pid), or_dash(&e.since), or_dash(&e.release)));
     } else {
         o.push_str("host exporter: NOT running\n");
+    }
+    if let Some(why) = &s.unpaged {
+        o.push_str(&format!("paging: NOBODY IS PAGED on this host (its entry says: {why})\n"));
     }
     match &s.lock {
         None => o.push_str("lock: free\n"),
@@ -198,6 +204,7 @@ mod tests {
                 status: "Up".into(),
             }],
             exporter: HostExporter::default(),
+            unpaged: Some("staging".into()),
             lock: Some(json!({"who": "x@y", "since": "t3", "command": "deploy"})),
             last_deploy: None,
             last_verify: Some(json!({"at": "t4", "ok": false, "release": "r2"})),
@@ -208,6 +215,7 @@ mod tests {
         assert!(t.contains("r1  t1 by a@b [verified]"), "{t}");
         assert!(t.contains("r2  t2 by a@b [current]"));
         assert!(t.contains("host exporter: NOT running"));
+        assert!(t.contains("paging: NOBODY IS PAGED on this host (its entry says: staging)"), "{t}");
         assert!(t.contains("lock: HELD by x@y since t3 (deploy)"));
         assert!(t.contains("last verify: t4 FAILED (release r2)"));
     }

@@ -415,14 +415,17 @@ mod tests {
     }
 
     #[test]
-    fn drill_real_on_the_default_stack_needs_a_longer_timeout() {
-        // HostExporterDown: for 1m at 5s evaluation, the critical route's group_interval 1m.
-        let e = bounds(&default_stack(), true).unwrap_err();
-        assert!(e.contains("HostExporterDown") && e.contains("for: 1m"), "{e}");
-        let (_t, s) = edited("stackproof.yml", |t| t.replace("  timeout: 120s\n", "  timeout: 5m\n"));
-        let b = bounds(&s, true).unwrap();
+    fn drill_real_on_the_default_stack_fits_its_own_timeout() {
+        // HostExporterDown: for 1m at 5s evaluation, the critical route's group_interval
+        // 1m: longer than a deploy's drill may take, within drill.real_timeout (5m).
+        let b = bounds(&default_stack(), true).unwrap();
+        assert_eq!(b.timeout, Duration::from_secs(300));
+        assert!(b.total(true) > Duration::from_secs(120), "{:?}", b.total(true));
         assert_eq!(b.real_firing, Duration::from_secs(1 + 1 + 5 + 60 + 1));
         assert_eq!(b.real_notified, Duration::from_secs(1 + 1 + 5 + 60 + 60 + 1));
+        let (_t, s) = edited("stackproof.yml", |t| t.replace("drill:\n", "drill:\n  real_timeout: 1m\n"));
+        let e = bounds(&s, true).unwrap_err();
+        assert!(e.contains("HostExporterDown") && e.contains("for: 1m") && e.contains("drill.real_timeout (1m)"), "{e}");
     }
 
     #[test]

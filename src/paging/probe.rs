@@ -6,7 +6,7 @@
 //! request, or an SMTP greeting and `EHLO` (no mail). It prints one JSON line.
 //! Hand-written because the check must run on the host, and no crate runs there.
 
-use crate::hosts::receivers::{smarthost, ReceiverEntry};
+use crate::hosts::receivers::smarthost;
 use crate::remote::Ssh;
 use serde::Deserialize;
 
@@ -31,21 +31,40 @@ impl Target {
     }
 }
 
-/// The endpoints of one receiver entry, by integration (`slack_url` is the secret URL,
-/// read by the caller; only its origin is probed).
-pub fn targets(entry: &ReceiverEntry, slack_url: Option<&str>) -> Vec<(&'static str, Target)> {
+/// The endpoints of one receiver of a deployed Alertmanager config, by integration: what
+/// Alertmanager itself will try. `Err` for an integration that is not probed (a kind
+/// without a probe, or a secret URL in a file only the container reads) with why.
+pub fn targets_of(cfg: &crate::stack::alertmanager::Config, receiver: &str, slack_url: Option<&str>) -> Vec<(String, Result<Target, String>)> {
+    use serde_yaml::Value;
+    let Some(r) = cfg.receiver(receiver) else { return vec![] };
     let mut out = vec![];
-    if let Some(w) = &entry.webhook {
-        out.push(("webhook", Target::Http { url: w.url.clone() }));
-    }
-    if let Some(e) = &entry.email {
-        if let Some((host, port)) = smarthost(&e.smarthost) {
-            out.push(("email", Target::Smtp { host, port, starttls: e.require_tls }));
+    for w in &r.webhook_configs {
+        match &w.url {
+            Some(u) => out.push(("webhook".to_string(), Ok(Target::Http { url: u.clone() }))),
+            None => out.push(("webhook".to_string(), Err("the URL is in a file (url_file); not probed".to_string()))),
         }
     }
-    if let (Some(_), Some(u)) = (&entry.slack, slack_url.and_then(|u| reqwest::Url::parse(u).ok())) {
-        let origin = format!("{}://{}:{}/", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(443));
-        out.push(("slack", Target::Http { url: origin }));
+    let global = |k: &str| cfg.global.get(k);
+    for (key, items) in &r.extra {
+        let Some(kind) = key.strip_suffix("_configs") else { continue };
+        for item in items.as_sequence().into_iter().flatten() {
+            let t = match kind {
+                "email" => {
+                    let host = item.get("smarthost").or_else(|| global("smtp_smarthost")).and_then(Value::as_str).and_then(smarthost);
+                    let tls = item.get("require_tls").or_else(|| global("smtp_require_tls")).and_then(Value::as_bool).unwrap_or(true);
+                    host.map(|(host, port)| Target::Smtp { host, port, starttls: tls }).ok_or_else(|| "no smarthost".to_string())
+                }
+                "slack" => {
+                    let url =
+                        item.get("api_url").or_else(|| global("slack_api_url")).and_then(Value::as_str).map(str::to_string).or(slack_url.map(str::to_string));
+                    url.and_then(|u| reqwest::Url::parse(&u).ok())
+                        .map(|u| Target::Http { url: format!("{}://{}:{}/", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(443)) })
+                        .ok_or_else(|| "the API URL is in a file the host entry does not give; not probed".to_string())
+                }
+                other => Err(format!("no probe for {other} yet: its delivery is proven by Alertmanager's counters only")),
+            };
+            out.push((kind.to_string(), t));
+        }
     }
     out
 }
@@ -155,29 +174,24 @@ pub async fn run(ssh: &Ssh, target: &Target) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hosts::receivers::{Email, Slack, Webhook};
-    use crate::hosts::SecretSource;
 
     #[test]
-    fn targets_by_integration_never_carry_a_secret_path() {
-        let e = ReceiverEntry {
-            webhook: Some(Webhook { url: "https://pager.example.com/hook".into(), bearer_token: None }),
-            email: Some(Email {
-                to: "a@b.c".into(),
-                from: "d@e.f".into(),
-                smarthost: "smtp.example.com:587".into(),
-                auth_username: None,
-                auth_password: None,
-                require_tls: true,
-            }),
-            slack: Some(Slack { api_url: SecretSource::Env("X".into()), channel: None }),
-        };
-        let t = targets(&e, Some("https://hooks.slack.com/services/T0/B0/SECRET"));
-        assert_eq!(t[0], ("webhook", Target::Http { url: "https://pager.example.com/hook".into() }));
-        assert_eq!(t[1], ("email", Target::Smtp { host: "smtp.example.com".into(), port: 587, starttls: true }));
-        assert_eq!(t[2], ("slack", Target::Http { url: "https://hooks.slack.com:443/".into() }));
-        assert!(t.iter().all(|(_, t)| !t.describe().contains("SECRET")));
-        assert_eq!(t[0].1.describe(), "https://pager.example.com:443");
+    fn targets_come_from_the_deployed_config_and_never_carry_a_secret_path() {
+        let cfg = crate::stack::alertmanager::Config::from_yaml(
+            "global: {smtp_smarthost: 'smtp.example.com:587'}\nroute: {receiver: r}\nreceivers:\n- name: r\n  webhook_configs: [{url: 'https://pager.example.com/hook'}]\n  email_configs: [{to: a@b.c}, {to: d@e.f, smarthost: '127.0.0.1:2525', require_tls: false}]\n  slack_configs: [{api_url_file: /run/secrets/x, channel: c}]\n  pagerduty_configs: [{routing_key: k}]\n",
+        )
+        .unwrap();
+        let t = targets_of(&cfg, "r", Some("https://hooks.slack.com/services/T0/B0/SECRET"));
+        let ok: Vec<_> = t.iter().filter_map(|(k, t)| t.as_ref().ok().map(|t| (k.as_str(), t.clone()))).collect();
+        assert!(ok.contains(&("webhook", Target::Http { url: "https://pager.example.com/hook".into() })));
+        assert!(ok.contains(&("email", Target::Smtp { host: "smtp.example.com".into(), port: 587, starttls: true })), "global smarthost: {ok:?}");
+        assert!(ok.contains(&("email", Target::Smtp { host: "127.0.0.1".into(), port: 2525, starttls: false })));
+        assert!(ok.contains(&("slack", Target::Http { url: "https://hooks.slack.com:443/".into() })));
+        assert!(ok.iter().all(|(_, t)| !t.describe().contains("SECRET")));
+        assert!(t.iter().any(|(k, t)| k == "pagerduty" && t.as_ref().is_err_and(|e| e.contains("no probe"))));
+        assert!(targets_of(&cfg, "nobody", None).is_empty());
+        let https = Target::Http { url: "https://pager.example.com/hook".into() };
+        assert_eq!(https.describe(), "https://pager.example.com:443");
     }
 
     #[test]

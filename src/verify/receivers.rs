@@ -15,39 +15,59 @@ use std::collections::BTreeMap;
 
 const FAILED: &str = "alertmanager_notifications_failed_total";
 
-/// The reachability checks of every host-given receiver.
+/// The reachability checks of every receiver the routing tree uses (but stackproof's own
+/// drill receiver, which the drill proves), as the deployed config gives them.
 pub async fn reachable(conn: &Conn, stack: &Stack, host: &Host) -> Vec<Check> {
+    let files = crate::stack::files::StackFiles::load(stack);
+    let Some(cfg) = &files.alertmanager.model else { return vec![] };
+    let mut names = vec![];
+    if let Some(route) = &cfg.route {
+        super::alertmanager::tree_receivers(route, &mut names);
+    }
+    names.retain(|n| *n != stack.manifest.drill.receiver);
+    let unpaged = host.unpaged.clone();
     let mut futs = vec![];
-    for name in &stack.manifest.receivers.from_host {
-        let Some(entry) = host.receivers.get(name) else {
-            let why = host.unpaged.clone().unwrap_or_default();
+    for name in names {
+        let slack_url =
+            host.receivers.get(&name).and_then(|e| e.slack.as_ref()).and_then(|s| host.read_secret(&format!("receivers.{name}.api_url"), &s.api_url).ok());
+        let targets = probe::targets_of(cfg, &name, slack_url.as_ref().map(|s| s.expose()));
+        let where_ = if stack.manifest.receivers.from_host.contains(&name) {
+            format!("under `receivers:` in the host entry ({})", host.source.display())
+        } else {
+            "in the stack's alertmanager.yml".to_string()
+        };
+        if targets.is_empty() {
+            let (unpaged, where_) = (unpaged.clone(), where_.clone());
             futs.push(futures_util::future::Either::Left(async move {
-                warn(
-                    timed(format!("alertmanager: receiver {name}"), async move {
-                        Outcome::fail(
-                            format!("no endpoint: nobody is paged for alerts routed here (the host entry says: {why})"),
-                            "give it an endpoint under `receivers:` in the host entry once this host must page someone",
-                        )
-                    })
-                    .await,
-                )
+                let why = unpaged.as_deref().map(|u| format!(" (the host entry says: {u})")).unwrap_or_default();
+                let c = timed(format!("alertmanager: receiver {name}"), async move {
+                    Outcome::fail(format!("no integration: nobody is paged for alerts routed here{why}"), format!("give it an endpoint {where_}"))
+                })
+                .await;
+                if unpaged.is_some() {
+                    warn(c)
+                } else {
+                    c
+                }
             }));
             continue;
-        };
-        let slack_url = entry.slack.as_ref().and_then(|s| host.read_secret(&format!("receivers.{name}.api_url"), &s.api_url).ok());
-        for (integration, target) in probe::targets(entry, slack_url.as_ref().map(|s| s.expose())) {
-            let unpaged = host.unpaged.is_some();
-            let hint = format!(
-                "fix the `{integration}` endpoint of receiver `{name}` under `receivers:` in {}: it must be reachable from the host",
-                host.source.display()
-            );
+        }
+        for (integration, target) in targets {
+            let (name, where_, unpaged) = (name.clone(), where_.clone(), unpaged.is_some());
             futs.push(futures_util::future::Either::Right(async move {
                 let c = timed(format!("alertmanager: receiver {name} ({integration})"), async {
+                    let target = match target {
+                        Ok(t) => t,
+                        Err(why) => return Outcome::skip(why),
+                    };
                     let p = probe::run(&conn.ssh, &target).await;
                     if p.ok {
                         Outcome::pass(format!("{}: {}", target.describe(), p.detail))
                     } else {
-                        Outcome::fail(format!("{} not reachable from the host ({}): {}", target.describe(), p.stage, p.detail), hint.clone())
+                        Outcome::fail(
+                            format!("{} not reachable from the host ({}): {}", target.describe(), p.stage, p.detail),
+                            format!("fix the `{integration}` endpoint of receiver `{name}` {where_}: Alertmanager reaches it from the host"),
+                        )
                     }
                 })
                 .await;
