@@ -10,7 +10,9 @@ mod support;
 
 mod deploy;
 mod drill;
+mod grafana;
 mod host_exporter;
+mod paging;
 mod verify;
 mod watch;
 mod world;
