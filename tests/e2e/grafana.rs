@@ -77,6 +77,6 @@ fn a_slow_first_start_of_grafana_is_waited_for() {
     let j = deploy_ok(Some(copy.path()), &["--no-drill"]);
     assert!(t.elapsed() >= std::time::Duration::from_secs(5), "the double did not wait: {j:#}");
     drop(_restore);
-    let o = run("docker", &["volume", "rm", &volume]);
+    let o = run("docker", &["volume", "rm", &format!("stackproof-{volume}")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
