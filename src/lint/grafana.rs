@@ -18,6 +18,7 @@ pub struct Datasource {
     /// Plugin type (`prometheus`, ...).
     pub kind: String,
     pub is_default: bool,
+    pub org: i64,
     pub file: String,
     pub index: usize,
 }
@@ -26,7 +27,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
     let Some(f) = parse_yaml::<Option<DatasourceFile>>(src, sink, "Grafana datasource provisioning file") else { return vec![] };
     let list = f.and_then(|f| f.datasources).unwrap_or_default();
     let mut out = Vec::new();
-    let mut default_seen: Option<String> = None;
+    let mut default_seen: HashMap<i64, String> = HashMap::new();
     for (i, d) in list.iter().enumerate() {
         let base = format!("datasources/{i}");
         let Some(name) = d.name.clone().filter(|n| !n.is_empty()) else {
@@ -34,7 +35,9 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
             continue;
         };
         if d.is_default == Some(true) {
-            if let Some(first) = &default_seen {
+            // One default per organisation (grafana-facts §1.3); `is_default` (v0 spelling) is ignored in v1 files.
+            let org = d.org_id();
+            if let Some(first) = default_seen.get(&org) {
                 sink.at(
                     Severity::Error,
                     "grafana.multiple_default_datasources",
@@ -44,7 +47,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
                     "keep `isDefault: true` on one datasource only",
                 );
             }
-            default_seen.get_or_insert(name.clone());
+            default_seen.entry(org).or_insert(name.clone());
         }
         if d.uid.as_deref().unwrap_or("").is_empty() {
             sink.at(
@@ -80,6 +83,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
             uid: d.uid.clone().filter(|u| !u.is_empty()),
             kind,
             is_default: d.is_default == Some(true),
+            org: d.org_id(),
             file: src.display.clone(),
             index: i,
         });
@@ -230,14 +234,9 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         );
     }
     match d.uid.as_deref() {
-        None | Some("") => sink.at(
-            if stack.is_some() { Severity::Error } else { Severity::Warning },
-            "grafana.missing_uid",
-            src,
-            "title",
-            "the dashboard has no uid: Grafana makes up a random one on each fresh install, so links and `verify` cannot find it",
-            "add a top-level \"uid\" (at most 40 characters of a-z, A-Z, 0-9, - and _)",
-        ),
+        // Inside a stack the caller decides (an error only when `verify` needs the uid).
+        None | Some("") if stack.is_none() => missing_uid(src, Severity::Warning, sink),
+        None | Some("") => {}
         Some(u) if u.len() > 40 || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => sink.at(
             Severity::Error,
             "grafana.uid_invalid",
@@ -330,7 +329,7 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
     let b = Builtins::default();
     let mut unknown_vars: BTreeSet<String> = BTreeSet::new();
     for p in d.panels() {
-        for t in p.prometheus_targets() {
+        for t in p.prometheus_targets().filter(|t| d.may_be_prometheus(p.target_datasource(t))) {
             let expr = t.expr.as_deref().unwrap_or("");
             let path: JsonPath = {
                 let mut x = t.path.clone();
@@ -340,19 +339,32 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
             let what = format!("panel `{}` query {}", p.title, t.ref_id);
             let unresolved = d.unresolved(expr);
             if !unresolved.is_empty() {
+                // Grafana leaves an undefined variable as written. Inside a string literal
+                // the query still runs (the matcher just matches nothing): a warning.
+                // Anywhere else Prometheus cannot parse it: an error.
+                let mut breaks = false;
                 for v in &unresolved {
+                    let quoted = only_in_strings(expr, v);
+                    breaks |= !quoted;
                     if unknown_vars.insert(v.clone()) {
+                        let (sev, tail) = if quoted {
+                            (Severity::Warning, ": Grafana sends it as written, inside a string, so that matcher matches nothing")
+                        } else {
+                            (Severity::Error, ": Grafana sends it as written and Prometheus cannot parse the query")
+                        };
                         sink.at_path(
-                            Severity::Error,
+                            sev,
                             "grafana.variable_unknown",
                             src,
                             &path,
-                            format!("{what} uses `${v}`, which is neither a template variable of the dashboard nor a Grafana built-in"),
-                            "define the variable under templating.list or fix the name",
+                            format!("{what} uses `${v}`, which is neither a template variable of the dashboard nor a Grafana built-in{tail}"),
+                            "define the variable under templating.list or fix the name (variable names are case-sensitive)",
                         );
                     }
                 }
-                continue;
+                if breaks {
+                    continue;
+                }
             }
             let e = d.substitute(expr, &b);
             let parsed = read_query(&e);
@@ -384,6 +396,46 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         }
     }
     Some(d)
+}
+
+/// Grafana provisions a dashboard without a uid (it makes one up), so this is a warning,
+/// unless the stack's `verify` looks for a uid no dashboard has: then it is likely this one.
+fn missing_uid(src: &Source, sev: Severity, sink: &mut Sink) {
+    sink.at(
+        sev,
+        "grafana.missing_uid",
+        src,
+        "title",
+        "the dashboard has no uid: Grafana provisions it under a random one on each fresh install, so links and `verify` cannot find it by uid",
+        "add a top-level \"uid\" (at most 40 characters of a-z, A-Z, 0-9, - and _)",
+    );
+}
+
+/// Whether every use of variable `name` in `expr` sits inside a PromQL string literal.
+fn only_in_strings(expr: &str, name: &str) -> bool {
+    let b = expr.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == b'\\' && q != b'`' => i += 1,
+            Some(q) if c == q => quote = None,
+            None if matches!(c, b'"' | b'\'' | b'`') => quote = Some(c),
+            _ if c == b'$' || (c == b'[' && b.get(i + 1) == Some(&b'[')) => {
+                let rest = &expr[i..];
+                let uses = [format!("${name}"), format!("${{{name}"), format!("[[{name}")]
+                    .iter()
+                    .any(|p| rest.starts_with(p.as_str()) && !rest[p.len()..].starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_'));
+                if uses && quote.is_none() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }
 
 /// What lint needs from one panel query.
@@ -449,8 +501,11 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
             datasources.extend(check_datasources(&src, Some(ctx), sink));
         }
     }
-    let defaults: Vec<&Datasource> = datasources.iter().filter(|d| d.is_default).collect();
-    if defaults.len() > 1 && defaults.iter().any(|d| d.file != defaults[0].file) {
+    let mut by_org: std::collections::BTreeMap<i64, Vec<&Datasource>> = Default::default();
+    for d in datasources.iter().filter(|d| d.is_default) {
+        by_org.entry(d.org).or_default().push(d);
+    }
+    for defaults in by_org.values().filter(|d| d.len() > 1 && d.iter().any(|x| x.file != d[0].file)) {
         let second = defaults[1];
         if let Some(src) = ctx.read(second.file.strip_prefix(&format!("{}/", ctx.dir.display())).unwrap_or(&second.file)) {
             sink.at(
@@ -513,6 +568,12 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
                 }
             }
             out.dashboards.push((src, d));
+        }
+    }
+    let needed = ctx.manifest.verify.dashboards.iter().any(|u| !uids.contains_key(u));
+    for (src, d) in &out.dashboards {
+        if d.uid.as_deref().unwrap_or("").is_empty() {
+            missing_uid(src, if needed { Severity::Error } else { Severity::Warning }, sink);
         }
     }
     out

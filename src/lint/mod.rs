@@ -414,3 +414,6 @@ pub fn render_text(findings: &[Finding]) -> String {
 pub fn render_json(findings: &[Finding]) -> serde_json::Value {
     serde_json::json!({ "findings": findings })
 }
+
+#[cfg(test)]
+mod tests;

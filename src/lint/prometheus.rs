@@ -341,17 +341,19 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                     labels.sort();
                     let key = (name.clone(), labels);
                     if let Some(first) = alerts.get(&key) {
+                        // promtool only warns ("duplicate rule(s) found ... Might cause
+                        // inconsistency"); Prometheus loads both rules.
                         sink.at(
-                            Severity::Error,
+                            Severity::Warning,
                             "rules.duplicate_alert",
                             src,
                             &format!("{base}/alert"),
                             format!(
-                                "alert `{name}` appears twice in group `{}` with the same labels (first as rule {}); their alerts collide",
+                                "alert `{name}` appears twice in group `{}` with the same labels (first as rule {}): Prometheus loads both, and while both fire they are one alert to Alertmanager (promtool: \"duplicate rule(s) found\")",
                                 group.name,
                                 first + 1
                             ),
-                            "rename one, or give them different labels (e.g. severity)",
+                            "fine when the two expressions are alternatives on purpose; otherwise rename one or give them different labels (e.g. severity)",
                         );
                     } else {
                         alerts.insert(key, r);

@@ -1,0 +1,122 @@
+//! Unit tests of lone-file lint, one per item of the real-world comparison (tests/lint_wide.rs):
+//! each false error and each miss found against promtool 2.42, amtool 0.25 and Grafana.
+
+use super::*;
+
+/// Lint `text` as a lone file called `name`.
+pub(super) fn lint_text(name: &str, text: &str) -> Vec<Finding> {
+    let src = Source::new(PathBuf::from(name), name.to_string(), text.to_string());
+    let mut sink = Sink::default();
+    lint_lone(&src, &mut sink);
+    sink.findings
+}
+
+fn errors(f: &[Finding]) -> Vec<&Finding> {
+    f.iter().filter(|x| x.severity == Severity::Error).collect()
+}
+
+fn has(f: &[Finding], sev: Severity, code: &str) -> bool {
+    f.iter().any(|x| x.severity == sev && x.code == code)
+}
+
+#[track_caller]
+fn clean(name: &str, text: &str) {
+    let f = lint_text(name, text);
+    assert!(errors(&f).is_empty(), "false error:\n{}", render_text(&f));
+}
+
+#[track_caller]
+fn error(name: &str, text: &str, code: &str) -> Finding {
+    let f = lint_text(name, text);
+    f.iter().find(|x| x.severity == Severity::Error && x.code == code).cloned().unwrap_or_else(|| panic!("no error {code}:\n{}", render_text(&f)))
+}
+
+// ---- false errors -------------------------------------------------------------------
+
+#[test]
+fn every_service_discovery_of_prometheus_2_42() {
+    for sd in [
+        "azure",
+        "consul",
+        "digitalocean",
+        "docker",
+        "dockerswarm",
+        "dns",
+        "ec2",
+        "eureka",
+        "file",
+        "gce",
+        "hetzner",
+        "http",
+        "ionos",
+        "kubernetes",
+        "kuma",
+        "lightsail",
+        "linode",
+        "marathon",
+        "nerve",
+        "nomad",
+        "openstack",
+        "ovhcloud",
+        "puppetdb",
+        "scaleway",
+        "serverset",
+        "triton",
+        "uyuni",
+        "vultr",
+    ] {
+        clean("prometheus.yml", &format!("scrape_configs:\n  - job_name: x\n    {sd}_sd_configs: []\n"));
+    }
+}
+
+#[test]
+fn duplicate_alert_is_a_warning() {
+    let f = lint_text("r.rules.yml", "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n  - alert: A\n    expr: absent(up)\n");
+    assert!(errors(&f).is_empty() && has(&f, Severity::Warning, "rules.duplicate_alert"), "{}", render_text(&f));
+    assert!(f.iter().any(|x| x.message.contains("Prometheus loads both")), "{}", render_text(&f));
+}
+
+const LOKI_DASH: &str = r#"{"title": "t", "uid": "u",
+  "templating": {"list": [{"name": "loki", "type": "datasource", "query": "loki"}, {"name": "ds", "type": "datasource", "query": "prometheus"}]},
+  "panels": [
+    {"type": "logs", "title": "logs", "datasource": {"uid": "$loki"}, "targets": [{"refId": "A", "expr": "{job=\"x\"} |= \"error\" | logfmt"}]},
+    {"type": "timeseries", "title": "rate", "datasource": "$loki", "targets": [{"refId": "A", "expr": "sum(rate({job=\"x\"} [$__auto]))"}]},
+    {"type": "timeseries", "title": "prom", "datasource": {"uid": "$ds"}, "targets": [{"refId": "A", "expr": "rate(up[$__auto])"}]}
+  ]}"#;
+
+#[test]
+fn non_prometheus_panels_are_not_promql_and_auto_is_a_builtin() {
+    clean("d.json", LOKI_DASH);
+    // The Prometheus panel is still read: a broken one is still an error.
+    error("d.json", &LOKI_DASH.replace("rate(up[$__auto])", "rate(up[$__auto]"), "grafana.panel_promql");
+}
+
+#[test]
+fn repeated_row_variable_is_one_value() {
+    let d = r#"{"title": "t", "uid": "u",
+      "templating": {"list": [{"name": "m", "type": "query", "multi": true, "includeAll": true, "current": {"value": ["$__all"]}}]},
+      "panels": [{"type": "row", "title": "$m", "repeat": "m", "collapsed": true, "panels": [
+        {"type": "timeseries", "title": "p", "targets": [{"refId": "A", "expr": "rate(vault_route_create_${m}__sum[5m])"}]}]}]}"#;
+    clean("d.json", d);
+}
+
+#[test]
+fn unknown_variable_inside_a_string_is_a_warning() {
+    let d = |e: &str| format!(r#"{{"title": "t", "uid": "u", "panels": [{{"type": "stat", "title": "p", "targets": [{{"refId": "A", "expr": "{e}"}}]}}]}}"#);
+    let f = lint_text("d.json", &d(r#"up{cluster=~\"${Cluster}\"}"#));
+    assert!(errors(&f).is_empty() && has(&f, Severity::Warning, "grafana.variable_unknown"), "{}", render_text(&f));
+    error("d.json", &d("rate(up[$window])"), "grafana.variable_unknown");
+}
+
+#[test]
+fn dashboard_without_uid_is_a_warning() {
+    let f = lint_text("d.json", r#"{"title": "t", "panels": []}"#);
+    assert!(errors(&f).is_empty() && has(&f, Severity::Warning, "grafana.missing_uid"), "{}", render_text(&f));
+}
+
+#[test]
+fn one_default_datasource_per_organisation() {
+    let two_orgs = "apiVersion: 1\ndatasources:\n- {name: a, type: prometheus, isDefault: true}\n- {name: b, type: graphite, is_default: true}\n- {orgId: 2, name: a, type: prometheus, isDefault: true}\n";
+    clean("ds.yaml", two_orgs);
+    error("ds.yaml", &two_orgs.replace("orgId: 2, ", ""), "grafana.multiple_default_datasources");
+}
