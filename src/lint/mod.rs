@@ -21,6 +21,8 @@
 //! | `prom.target_unknown` | error | a scrape target is no service or host exporter of the stack |
 //! | `prom.alerting_nowhere` | error | rules but no Alertmanager, or one the stack does not run |
 //! | `prom.duplicate_job` | error | two scrape jobs with one name |
+//! | `prom.invalid` | error | a value Prometheus refuses on load (relabel regex/action/target, timeouts, auth, targets, URLs, names) |
+//! | `prom.type` | error | a map or list where Prometheus reads a string |
 //! | `prom.metrics_path` | warning | the host exporter's job scrapes another path than it serves |
 //! | `rules.unknown_key`, `rules.invalid` | error | a rule or group Prometheus rejects |
 //! | `rules.promql` | error | an `expr` that does not parse |
@@ -71,6 +73,7 @@ mod grafana;
 pub mod locate;
 mod manifest;
 mod metrics;
+mod promcfg;
 mod prometheus;
 mod promtool;
 mod versions;
@@ -260,7 +263,15 @@ pub fn recognise(src: &Source) -> FileKind {
         FileKind::Manifest
     } else if has("groups") {
         FileKind::Rules
-    } else if has("scrape_configs") || has("rule_files") || has("alerting") || has("remote_write") || has("scrape_config_files") {
+    } else if has("scrape_configs")
+        || has("rule_files")
+        || has("alerting")
+        || has("remote_write")
+        || has("scrape_config_files")
+        || has("remote_read")
+        || has("storage")
+        || has("otlp")
+    {
         FileKind::PrometheusConfig
     } else if has("route") || has("receivers") || has("inhibit_rules") {
         FileKind::AlertmanagerConfig
@@ -268,11 +279,22 @@ pub fn recognise(src: &Source) -> FileKind {
         FileKind::GrafanaDatasources
     } else if has("providers") {
         FileKind::GrafanaProviders
-    } else if has("global") && (src.text.contains("scrape_interval") || src.text.contains("evaluation_interval")) {
+    } else if has("global") && !is_alertmanager_global(&src.text) {
+        // Alertmanager's `global` holds notifier settings; anything else is Prometheus'.
+        FileKind::PrometheusConfig
+    } else if has("targets") {
+        // A target group (file_sd's element) on its own: Prometheus reads no such file
+        // (promtool check config: "field targets not found").
         FileKind::PrometheusConfig
     } else {
         FileKind::Unknown
     }
+}
+
+fn is_alertmanager_global(text: &str) -> bool {
+    ["resolve_timeout", "smtp_", "slack_api_url", "pagerduty_url", "opsgenie_", "wechat_", "victorops_", "telegram_api_url", "webex_api_url", "http_config"]
+        .iter()
+        .any(|k| text.contains(k))
 }
 
 /// Options of a lint run.

@@ -27,7 +27,7 @@ fn dur(sink: &mut Sink, src: &Source, code: &'static str, path: &str, t: &Option
 
 pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<Config> {
     let cfg: Config = parse_yaml::<Option<Config>>(src, sink, "Prometheus config")?.unwrap_or_default();
-    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::CURRENT);
+    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::PINNED_PROMETHEUS);
     let pk = |sink: &mut Sink, path: &str, extra, known, what: &str| check_keys(sink, src, Product::Prometheus, ver, path, extra, known, what);
     pk(sink, "", &cfg.extra, versions::PROM_TOP, "the Prometheus config");
     pk(sink, "global", &cfg.global.extra, versions::PROM_GLOBAL, "`global`");
@@ -59,6 +59,9 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
                 }
             }
         }
+    }
+    if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&src.text) {
+        super::promcfg::check(src, &doc, ver, sink);
     }
     pk(sink, "alerting", &cfg.alerting.extra, versions::PROM_ALERTING, "`alerting`");
     for (i, am) in cfg.alerting.alertmanagers.iter().enumerate() {
@@ -282,7 +285,7 @@ fn valid_metric_name(s: &str) -> bool {
 
 pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<RuleFile> {
     let rf: RuleFile = parse_yaml::<Option<RuleFile>>(src, sink, "rules file")?.unwrap_or_default();
-    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::CURRENT);
+    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::PINNED_PROMETHEUS);
     check_keys(sink, src, Product::Rules, ver, "", &rf.extra, versions::RULE_FILE, "the rules file");
     let mut groups = BTreeSet::new();
     for (g, group) in rf.groups.iter().enumerate() {

@@ -120,3 +120,57 @@ fn one_default_datasource_per_organisation() {
     clean("ds.yaml", two_orgs);
     error("ds.yaml", &two_orgs.replace("orgId: 2, ", ""), "grafana.multiple_default_datasources");
 }
+
+// ---- misses: Prometheus' load-time validation ---------------------------------------
+
+const JOB: &str = "scrape_configs:\n  - job_name: p\n";
+
+#[test]
+fn relabel_configs_are_validated() {
+    let r = |body: &str| format!("{JOB}    relabel_configs:\n      - {body}\n");
+    error("p.yml", &r("regex: abc(def"), "prom.invalid");
+    error("p.yml", &r("{regex: abcdef, action: hashmod}"), "prom.invalid");
+    error("p.yml", &r("regex: abcdef"), "prom.invalid"); // replace without target_label
+    error("p.yml", &r("{source_labels: [a], target_label: null}"), "prom.invalid");
+    error("p.yml", &r("{action: lowercase, source_labels: [a]}"), "prom.invalid");
+    error("p.yml", &r("{source_labels: [a-b], target_label: x}"), "prom.invalid");
+    error("p.yml", &r("{source_labels: [a], target_label: 1abc}"), "prom.invalid");
+    clean("p.yml", &r("{action: keepequal, source_labels: [a], target_label: b}"));
+    clean("p.yml", &r("{source_labels: [a], target_label: \"${1}x\", regex: \"(.+):\\\\d+\"}"));
+    clean("p.yml", &r("{action: Keep, source_labels: [a]}"));
+    clean("p.yml", &r("{action: hashmod, source_labels: [a], target_label: h, modulus: 4}"));
+}
+
+#[test]
+fn scrape_timeout_above_interval() {
+    let e = error("p.yml", &format!("{JOB}    scrape_interval: 5s\n    scrape_timeout: 6s\n"), "prom.invalid");
+    assert!(e.message.contains("scrape timeout greater than scrape interval"), "{}", e.message);
+    error("p.yml", "global:\n  scrape_timeout: 2m\n", "prom.invalid");
+    clean("p.yml", "global:\n  scrape_interval: 5s\n");
+    clean("p.yml", &format!("{JOB}    scrape_interval: 5s\n"));
+}
+
+#[test]
+fn remote_write_names_rule_paths_auth_labels_targets() {
+    error("p.yml", "remote_write:\n  - {url: 'http://a', name: q}\n  - {url: 'http://b', name: q}\n", "prom.invalid");
+    clean("p.yml", "remote_write:\n  - {url: 'http://a'}\n  - {url: 'http://a'}\n");
+    error("p.yml", "rule_files: ['ok/*.yml', 'my/*/rule']\n", "prom.invalid");
+    error("p.yml", &format!("{JOB}    bearer_token: x\n    basic_auth: {{username: u, password: p}}\n"), "prom.invalid");
+    error("p.yml", "global:\n  external_labels:\n    a-b: x\n", "prom.invalid");
+    error("p.yml", &format!("{JOB}    static_configs:\n      - targets: ['http://bad']\n"), "prom.invalid");
+    error("p.yml", "scrape_configs:\n  - job_name: h\n    http_sd_configs:\n      - url: invalid\n", "prom.invalid");
+    error("p.yml", &format!("{JOB}    authorization:\n      credentials_file: {{a: 1}}\n"), "prom.type");
+    error("p.yml", "global:\n  nonexistent_field: test\n", "prom.unknown_key");
+    error("p.yml", "storage:\n  tsdb:\n    retention:\n      time: 1d\n", "prom.unknown_key");
+    error("p.yml", "targets: ['a:1']\nlabels: {a: b}\n", "prom.unknown_key");
+}
+
+#[test]
+fn lone_files_are_checked_against_the_pinned_versions() {
+    let e = error("p.yml", "global:\n  keep_dropped_targets: 1\n", "version.unsupported");
+    assert!(e.message.contains("v2.42.0"), "{}", e.message);
+    let e = error("p.yml", "otlp:\n  promote_resource_attributes: [a]\n", "version.unsupported");
+    assert!(e.message.contains("v2.55.0"), "{}", e.message);
+    error("am.yml", "route: {receiver: r}\nreceivers:\n  - name: r\n    rocketchat_configs: [{channel: x}]\n", "version.unsupported");
+    clean("p.yml", &format!("{JOB}    kubernetes_sd_configs: [{{role: pod}}]\n"));
+}
