@@ -13,6 +13,9 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
     let ver = ctx.map(|c| c.alertmanager).unwrap_or(Version::PINNED_ALERTMANAGER);
     let ak = |sink: &mut Sink, path: &str, extra, known, what: &str| check_keys(sink, src, Product::Alertmanager, ver, path, extra, known, what);
     ak(sink, "", &cfg.extra, versions::AM_TOP, "the Alertmanager config");
+    if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&src.text) {
+        super::amcfg::check(src, &doc, ver, sink);
+    }
 
     let mut names = BTreeSet::new();
     for (i, r) in cfg.receivers.iter().enumerate() {

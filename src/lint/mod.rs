@@ -35,6 +35,8 @@
 //! | `promql.impossible_selector` | warning | a selector that can never match a series |
 //! | `am.unknown_key` | error | a key Alertmanager does not know |
 //! | `am.no_route` | error | no `route` |
+//! | `am.invalid` | error | a value Alertmanager refuses on load (an integration's required field, inline and file both, a route matcher) |
+//! | `am.type` | error | a map or list where Alertmanager reads a string |
 //! | `am.receiver_undefined` | error | a route names a receiver that is not defined |
 //! | `am.duplicate_receiver` | error | two receivers with one name |
 //! | `am.url_invalid` | error | a receiver URL that does not parse as http(s) |
@@ -67,6 +69,7 @@
 //! | `promtool.config`, `promtool.rules`, `amtool.config` | error | findings of the official tools (`--with-promtool`) |
 
 mod alertmanager;
+mod amcfg;
 mod ctx;
 mod dir;
 mod grafana;

@@ -12,16 +12,16 @@ use std::time::Duration;
 
 const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
 
-fn get<'a>(m: &'a Value, k: &str) -> Option<&'a Value> {
+pub(super) fn get<'a>(m: &'a Value, k: &str) -> Option<&'a Value> {
     m.as_mapping().and_then(|m| m.get(k)).filter(|v| !v.is_null())
 }
 
-fn list(v: Option<&Value>) -> &[Value] {
+pub(super) fn list(v: Option<&Value>) -> &[Value] {
     v.and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default()
 }
 
 /// A scalar as Go's YAML reads it into a string (`null` is empty).
-fn text(v: Option<&Value>) -> Option<String> {
+pub(super) fn text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -30,7 +30,7 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn nonempty(v: &Value, k: &str) -> bool {
+pub(super) fn nonempty(v: &Value, k: &str) -> bool {
     text(get(v, k)).is_some_and(|s| !s.is_empty())
 }
 
@@ -40,29 +40,33 @@ pub fn valid_label_name(s: &str) -> bool {
     matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-struct Ck<'a> {
-    src: &'a Source,
-    sink: &'a mut Sink,
-    ver: Version,
+pub(super) struct Ck<'a> {
+    pub src: &'a Source,
+    pub sink: &'a mut Sink,
+    pub ver: Version,
+    /// The finding codes and the program named in messages (Prometheus or Alertmanager).
+    pub code: &'static str,
+    pub type_code: &'static str,
+    pub who: &'static str,
 }
 
 impl Ck<'_> {
-    fn err(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<String>) {
-        let msg = format!("{}: Prometheus refuses the config", msg.into());
-        self.sink.at(Severity::Error, "prom.invalid", self.src, path, msg, hint);
+    pub fn err(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<String>) {
+        let msg = format!("{}: {} refuses the config", msg.into(), self.who);
+        self.sink.at(Severity::Error, self.code, self.src, path, msg, hint);
     }
 
     /// Keys must hold scalars (Go's YAML refuses a map or a list for a string field).
-    fn scalars(&mut self, v: &Value, base: &str, keys: &[&str]) {
+    pub fn scalars(&mut self, v: &Value, base: &str, keys: &[&str]) {
         for k in keys {
             if let Some(x) = get(v, k).filter(|x| x.is_mapping() || x.is_sequence()) {
                 let kind = if x.is_mapping() { "a mapping" } else { "a list" };
                 self.sink.at(
                     Severity::Error,
-                    "prom.type",
+                    self.type_code,
                     self.src,
                     &format!("{base}/{k}"),
-                    format!("`{k}` is {kind}, but Prometheus reads a string there and refuses the config"),
+                    format!("`{k}` is {kind}, but {} reads a string there and refuses the config", self.who),
                     "write a single value",
                 );
             }
@@ -70,7 +74,7 @@ impl Ck<'_> {
     }
 
     /// An HTTP client config (common/config `HTTPClientConfig.Validate`).
-    fn http(&mut self, v: &Value, base: &str) {
+    pub fn http(&mut self, v: &Value, base: &str) {
         self.scalars(v, base, &["bearer_token", "bearer_token_file", "proxy_url"]);
         let bt = nonempty(v, "bearer_token");
         let btf = nonempty(v, "bearer_token_file");
@@ -250,7 +254,7 @@ fn keys_of(m: &Value) -> Extra {
 }
 
 pub fn check(src: &Source, doc: &Value, ver: Version, sink: &mut Sink) {
-    let mut c = Ck { src, sink, ver };
+    let mut c = Ck { src, sink, ver, code: "prom.invalid", type_code: "prom.type", who: "Prometheus" };
     let dur = |v: Option<&Value>| text(v).and_then(|t| parse_duration(&t).ok());
     // Global timing.
     let global = get(doc, "global");

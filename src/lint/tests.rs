@@ -174,3 +174,52 @@ fn lone_files_are_checked_against_the_pinned_versions() {
     error("am.yml", "route: {receiver: r}\nreceivers:\n  - name: r\n    rocketchat_configs: [{channel: x}]\n", "version.unsupported");
     clean("p.yml", &format!("{JOB}    kubernetes_sd_configs: [{{role: pod}}]\n"));
 }
+
+// ---- misses: Alertmanager's load-time validation -------------------------------------
+
+fn am(receiver: &str) -> String {
+    format!("route:\n  receiver: r\nreceivers:\n  - name: r\n{receiver}")
+}
+
+#[test]
+fn integrations_need_their_required_fields() {
+    for (body, msg) in [
+        ("    opsgenie_configs: [{message: m}]\n", "OpsGenie API Key"),
+        ("    victorops_configs: [{routing_key: k}]\n", "VictorOps API Key"),
+        ("    wechat_configs: [{corp_id: c}]\n", "Wechat ApiSecret"),
+        ("    telegram_configs: [{chat_id: 1}]\n", "bot_token"),
+        ("    email_configs: [{to: a@b}]\n", "smarthost"),
+        ("    pagerduty_configs: [{}]\n", "routing key"),
+        ("    pushover_configs: [{token: t}]\n", "user key"),
+        ("    sns_configs: [{}]\n", "Topic ARN"),
+        ("    slack_configs: [{api_url: 'http://x', api_url_file: /f}]\n", "at most one of api_url & api_url_file"),
+    ] {
+        let e = error("am.yml", &am(body), "am.invalid");
+        assert!(e.message.contains(msg), "{body}: {}", e.message);
+    }
+    // Global fallbacks count.
+    clean(
+        "am.yml",
+        &format!(
+            "global:\n  opsgenie_api_key: k\n  smtp_smarthost: 'a:25'\n  smtp_from: a@b\n{}",
+            am("    opsgenie_configs: [{message: m}]\n    email_configs: [{to: a@b}]\n")
+        ),
+    );
+}
+
+#[test]
+fn global_settings_inline_and_in_a_file_and_types() {
+    let e = error("am.yml", &format!("global:\n  slack_api_url: 'http://x'\n  slack_api_url_file: /f\n{}", am("")), "am.invalid");
+    assert!(e.message.contains("at most one of slack_api_url & slack_api_url_file"), "{}", e.message);
+    error("am.yml", &format!("global:\n  smtp_auth_password: p\n  smtp_auth_password_file: /f\n{}", am("")), "am.invalid");
+    error("am.yml", &format!("global:\n  smtp_smarthost: [a]\n{}", am("")), "am.type");
+}
+
+#[test]
+fn route_matchers_are_validated() {
+    let r = |m: &str| format!("route:\n  receiver: r\n  routes:\n    - receiver: r\n      {m}\nreceivers:\n  - name: r\n");
+    error("am.yml", &r("match_re:\n        invalid_label:"), "am.invalid");
+    error("am.yml", &r("match_re: {a: '[x'}"), "am.invalid");
+    error("am.yml", &r("match: {a-b: x}"), "am.invalid");
+    clean("am.yml", &r("match_re: {a: 'x|y'}"));
+}
