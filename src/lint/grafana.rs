@@ -223,7 +223,17 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         );
         return None;
     }
-    if d.title.as_deref().unwrap_or("").trim().is_empty() {
+    let v2 = d.raw.get("apiVersion").and_then(serde_json::Value::as_str).filter(|a| a.starts_with("dashboard.grafana.app/"));
+    if let (Some(api), None) = (v2, &d.title) {
+        sink.at(
+            Severity::Error,
+            "grafana.missing_title",
+            src,
+            "apiVersion",
+            format!("a `{api}` dashboard resource, not the classic dashboard model: file provisioning reads a top-level title, finds none and rejects it with \"Dashboard title cannot be empty\""),
+            "provision the classic JSON model (export the dashboard as JSON from a classic-schema Grafana), with `title` at the top level",
+        );
+    } else if d.title.as_deref().unwrap_or("").trim().is_empty() {
         sink.at(
             Severity::Error,
             "grafana.missing_title",

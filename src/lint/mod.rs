@@ -9,6 +9,7 @@
 //! | `yaml.parse`, `json.parse` | error | the file does not parse (parser's line and column) |
 //! | `file.missing` | error | a file the manifest or a config names does not exist in the stack |
 //! | `file.unrecognised` | info | a lone file that is none of the kinds lint knows |
+//! | `file.template`, `file.k8s_resource` | error | a Helm template or a Kubernetes resource (e.g. `PrometheusRule`) given as a lone file |
 //! | `lint.lone_file` | info | checks that need the rest of a stack were skipped |
 //! | `manifest.unknown_key`, `manifest.invalid` | error | the manifest does not read |
 //! | `manifest.config_path` | error | a service's config file is not a file of the stack |
@@ -26,6 +27,7 @@
 //! | `prom.metrics_path` | warning | the host exporter's job scrapes another path than it serves |
 //! | `rules.unknown_key`, `rules.invalid` | error | a rule or group Prometheus rejects |
 //! | `rules.promql` | error | an `expr` that does not parse |
+//! | `rules.template` | error | an alert label/annotation template Prometheus cannot parse (undefined `$var`, unclosed `{{`) |
 //! | `rules.for_duration` | error | invalid `for`/`keep_firing_for`/group `interval` |
 //! | `rules.duplicate_group` | error | a group name repeated in a file |
 //! | `rules.duplicate_alert` | error | an alert repeated in a group with the same labels |
@@ -232,6 +234,10 @@ pub enum FileKind {
     GrafanaDatasources,
     GrafanaProviders,
     Dashboard,
+    /// A Helm chart template (`{{ ... }}` around YAML): no program reads it as it is.
+    HelmTemplate,
+    /// A Kubernetes resource (`apiVersion`, `kind`, `spec`), e.g. a `PrometheusRule`.
+    K8sResource,
     Unknown,
 }
 
@@ -239,9 +245,12 @@ pub enum FileKind {
 /// Only the text is scanned (top-level keys), so each file is parsed once, by its checker.
 pub fn recognise(src: &Source) -> FileKind {
     let name = src.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if !name.ends_with(".json") && is_helm_template(&src.text) {
+        return FileKind::HelmTemplate;
+    }
     if name.ends_with(".json") || src.is_json() {
         let t = &src.text;
-        let dashboardish = ["\"panels\"", "\"rows\"", "\"dashboard\"", "\"schemaVersion\"", "\"templating\""];
+        let dashboardish = ["\"panels\"", "\"rows\"", "\"dashboard\"", "\"schemaVersion\"", "\"templating\"", "dashboard.grafana.app/"];
         return if dashboardish.iter().any(|k| t.contains(k)) || (name.ends_with(".json") && serde_json::from_str::<serde::de::IgnoredAny>(t).is_err()) {
             // Broken JSON in a .json file is linted as a dashboard to report the parse error.
             FileKind::Dashboard
@@ -264,6 +273,8 @@ pub fn recognise(src: &Source) -> FileKind {
     let has = |k: &str| keys.contains(&k);
     if has("services") && has("host_exporter") {
         FileKind::Manifest
+    } else if has("apiVersion") && has("kind") && has("spec") && !has("datasources") && !has("providers") {
+        FileKind::K8sResource
     } else if has("groups") {
         FileKind::Rules
     } else if has("scrape_configs")
@@ -292,6 +303,13 @@ pub fn recognise(src: &Source) -> FileKind {
     } else {
         FileKind::Unknown
     }
+}
+
+/// Go template actions at the start of lines and Helm's objects: a chart template.
+fn is_helm_template(text: &str) -> bool {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    let actions = text.lines().any(|l| l.trim_start().starts_with("{{"));
+    first.starts_with("{{") || actions && [".Values", ".Release", ".Capabilities", ".Chart"].iter().any(|k| text.contains(k))
 }
 
 fn is_alertmanager_global(text: &str) -> bool {
@@ -389,6 +407,30 @@ pub fn lint_lone(src: &Source, sink: &mut Sink) {
         FileKind::Dashboard => {
             grafana::check_dashboard(src, None, sink);
             Some("datasource uids against provisioned datasources, metric names, duplicate uids")
+        }
+        FileKind::HelmTemplate => {
+            sink.push(
+                Severity::Error,
+                "file.template",
+                &src.display,
+                Some((1, 1)),
+                "a Helm chart template, not a file Prometheus, Alertmanager or Grafana can read: `{{ ... }}` is not YAML (promtool: \"did not find expected node content\")",
+                "render the chart first (helm template ... > out.yaml) and lint what it renders",
+            );
+            None
+        }
+        FileKind::K8sResource => {
+            let kind = src.text.lines().find_map(|l| l.strip_prefix("kind:")).map(|k| k.trim().trim_matches(['"', '\''])).unwrap_or("?").to_string();
+            let pos = src.pos(&[PathSeg::Key("kind".into())]);
+            sink.push(
+                Severity::Error,
+                "file.k8s_resource",
+                &src.display,
+                pos,
+                format!("a Kubernetes `{kind}` resource, not a Prometheus, Alertmanager or Grafana file: they read no `apiVersion`/`kind`/`spec` (promtool: \"field apiVersion not found\")"),
+                "an operator turns it into the real file; to lint its content, extract it (e.g. yq .spec file.yaml > rules.yml)",
+            );
+            None
         }
         FileKind::Unknown => {
             sink.push(

@@ -278,6 +278,57 @@ pub fn template_labels(text: &str) -> Vec<String> {
     label_ref_regex().captures_iter(text).filter_map(|c| c.get(1).or(c.get(2)).or(c.get(3)).map(|m| m.as_str().to_string())).collect()
 }
 
+/// What Go's text/template parser refuses in an alert template, as promtool does when it
+/// expands one (its data defines `$labels`, `$externalLabels`, `$externalURL`, `$value`):
+/// an action left open, and a variable used but never declared. One pass over the text.
+pub fn template_check(text: &str) -> Result<(), String> {
+    if !text.contains("{{") {
+        return Ok(());
+    }
+    let mut declared: BTreeSet<&str> = ["labels", "externalLabels", "externalURL", "value"].into_iter().collect();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { return Err("unclosed action".into()) };
+        let action = &after[..close];
+        // Skip comments and string literals; collect `$name` tokens in order.
+        if !action.trim_start_matches('-').trim_start().starts_with("/*") {
+            let b = action.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                match b[i] {
+                    q @ (b'"' | b'`' | b'\'') => {
+                        i += 1;
+                        while i < b.len() && b[i] != q {
+                            i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+                        }
+                    }
+                    b'$' => {
+                        let start = i + 1;
+                        let mut end = start;
+                        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                            end += 1;
+                        }
+                        let name = &action[start..end];
+                        let tail = action[end..].trim_start();
+                        let declares = tail.starts_with(":=") || tail.starts_with(',') && action.contains(":=");
+                        if !name.is_empty() && !declares && !declared.contains(name) {
+                            return Err(format!("undefined variable \"${name}\""));
+                        }
+                        declared.insert(name);
+                        i = end;
+                        continue;
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    Ok(())
+}
+
 fn valid_metric_name(s: &str) -> bool {
     let mut ch = s.chars();
     matches!(ch.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':') && ch.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
@@ -328,15 +379,19 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                             "use [a-zA-Z_:][a-zA-Z0-9_:]*",
                         );
                     }
-                    if rule.for_.is_some() || !rule.annotations.is_empty() {
-                        sink.at(
-                            Severity::Error,
-                            "rules.invalid",
-                            src,
-                            &base,
-                            format!("recording rule `{rec}` has `for` or `annotations`, which only alerting rules take"),
-                            "remove them",
-                        );
+                    for (field, set) in
+                        [("for", rule.for_.is_some()), ("keep_firing_for", rule.keep_firing_for.is_some()), ("annotations", !rule.annotations.is_empty())]
+                    {
+                        if set {
+                            sink.at(
+                                Severity::Error,
+                                "rules.invalid",
+                                src,
+                                &format!("{base}/{field}"),
+                                format!("invalid field '{field}' in recording rule `{rec}`: only alerting rules take it"),
+                                "remove it, or make the rule an alert",
+                            );
+                        }
                     }
                 }
                 (Some(name), None) => {
@@ -360,6 +415,32 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                         );
                     } else {
                         alerts.insert(key, r);
+                    }
+                }
+            }
+            for (kind, map) in [("labels", &rule.labels), ("annotations", &rule.annotations)] {
+                for (k, v) in map {
+                    if !super::promcfg::valid_label_name(k) || (kind == "labels" && k == "__name__") {
+                        sink.at(
+                            Severity::Error,
+                            "rules.invalid",
+                            src,
+                            &format!("{base}/{kind}/{k}"),
+                            format!("invalid {} name: {k} (rule `{}`)", if kind == "labels" { "label" } else { "annotation" }, rule.name()),
+                            "names are [a-zA-Z_][a-zA-Z0-9_]*, and a rule cannot set __name__",
+                        );
+                    }
+                    if rule.alert.is_some() {
+                        if let Err(e) = template_check(v.as_str()) {
+                            sink.at(
+                                Severity::Error,
+                                "rules.template",
+                                src,
+                                &format!("{base}/{kind}/{k}"),
+                                format!("{kind}.{k} of `{}` is not a valid template: {e}; Prometheus refuses the file", rule.name()),
+                                "alert templates know $labels, $externalLabels, $externalURL and $value, and variables they declare with :=",
+                            );
+                        }
                     }
                 }
             }

@@ -223,3 +223,42 @@ fn route_matchers_are_validated() {
     error("am.yml", &r("match: {a-b: x}"), "am.invalid");
     clean("am.yml", &r("match_re: {a: 'x|y'}"));
 }
+
+// ---- misses: rules, templates, resources ---------------------------------------------
+
+const GROUP: &str = "groups:\n  - name: g\n    rules:\n";
+
+#[test]
+fn alert_templates_are_parsed_like_prometheus() {
+    let r = |a: &str| format!("{GROUP}      - alert: A\n        expr: up == 0\n        annotations:\n          summary: '{a}'\n");
+    let e = error("r.yml", &r("{{$label.instance}} down"), "rules.template");
+    assert!(e.message.contains("undefined variable \"$label\""), "{}", e.message);
+    error("r.yml", &r("{{ $labels.instance down"), "rules.template");
+    clean("r.yml", &r("{{ $labels.instance }} {{ $value | humanize }} {{ $externalLabels.x }} {{ $externalURL }}"));
+    clean("r.yml", &r("{{ $x := 1 }}{{ $x }} {{ range $i, $e := $labels }}{{ $i }}{{ $e }}{{ end }} {{ \"$notavar\" }}"));
+}
+
+#[test]
+fn rule_label_names_and_recording_rule_fields() {
+    error("r.yml", &format!("{GROUP}      - record: r\n        expr: '1'\n        labels:\n          __name__: x\n"), "rules.invalid");
+    error("r.yml", &format!("{GROUP}      - alert: A\n        expr: '1'\n        labels:\n          a-b: x\n"), "rules.invalid");
+    let e = error("r.yml", &format!("{GROUP}      - record: r\n        expr: '1'\n        keep_firing_for: 1m\n"), "rules.invalid");
+    assert!(e.message.contains("invalid field 'keep_firing_for' in recording rule"), "{}", e.message);
+}
+
+#[test]
+fn helm_templates_and_kubernetes_resources_are_named() {
+    error("r.yaml", "{{- if .Values.rules }}\ngroups:\n  - name: g\n{{- end }}\n", "file.template");
+    let e = error("r.yaml", "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: x}\nspec:\n  groups: []\n", "file.k8s_resource");
+    assert!(e.message.contains("PrometheusRule") && e.line == Some(2), "{e:?}");
+}
+
+#[test]
+fn v2_dashboard_resource_has_no_title() {
+    let e = error(
+        "d.json",
+        r#"{"apiVersion": "dashboard.grafana.app/v2alpha1", "kind": "Dashboard", "metadata": {"name": "x"}, "spec": {"title": "t"}}"#,
+        "grafana.missing_title",
+    );
+    assert!(e.message.contains("v2alpha1"), "{}", e.message);
+}
