@@ -184,6 +184,7 @@ fn key(k: &str) -> PathSeg {
 }
 
 pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -> Option<Dashboard> {
+    src.check_encoding(sink, false);
     let value: serde_json::Value = match serde_json::from_str(&src.text) {
         Ok(v) => v,
         Err(e) => {

@@ -7,6 +7,7 @@
 //! | code | severity | what |
 //! | --- | --- | --- |
 //! | `yaml.parse`, `json.parse` | error | the file does not parse (parser's line and column) |
+//! | `file.encoding` | error (YAML) / warning (JSON) | bytes that are not UTF-8 |
 //! | `file.missing` | error | a file the manifest or a config names does not exist in the stack |
 //! | `file.unrecognised` | info | a lone file that is none of the kinds lint knows |
 //! | `file.template`, `file.k8s_resource` | error | a Helm template or a Kubernetes resource (e.g. `PrometheusRule`) given as a lone file |
@@ -127,16 +128,58 @@ pub struct Source {
     pub path: PathBuf,
     pub display: String,
     pub text: String,
+    /// Where the file stops being UTF-8 (line, column), when it does: `text` then holds
+    /// it with U+FFFD in place of the bad bytes.
+    pub invalid_utf8: Option<Pos>,
     yaml_index: OnceCell<YamlIndex>,
 }
 
 impl Source {
-    pub fn new(path: PathBuf, display: String, text: String) -> Source {
-        Source { path, display, text, yaml_index: OnceCell::new() }
+    /// A YAML file's UTF-8 byte order mark is dropped (Go's YAML reader skips it); a JSON
+    /// file keeps it, as Go's JSON reader refuses it (Grafana: "invalid character").
+    pub fn new(path: PathBuf, display: String, mut text: String) -> Source {
+        if text.starts_with('\u{feff}') && !path.extension().is_some_and(|e| e == "json") {
+            text.drain(..3);
+        }
+        Source { path, display, text, invalid_utf8: None, yaml_index: OnceCell::new() }
     }
 
+    /// Read a file. Bytes that are not UTF-8 do not stop lint: the checkers report them
+    /// (`file.encoding`) the way the program reading the file would.
     pub fn read(path: &Path, display: String) -> std::io::Result<Source> {
-        Ok(Source::new(path.to_path_buf(), display, std::fs::read_to_string(path)?))
+        let bytes = std::fs::read(path)?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Source::new(path.to_path_buf(), display, text)),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                let before = &bytes[..at];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                let col = at - before.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0) + 1;
+                let mut src = Source::new(path.to_path_buf(), display, String::from_utf8_lossy(&bytes).into_owned());
+                src.invalid_utf8 = Some((line, col));
+                Ok(src)
+            }
+        }
+    }
+
+    /// Report bytes that are not UTF-8: Go's YAML reader refuses the file (`fatal`);
+    /// its JSON reader replaces them with U+FFFD and goes on.
+    pub(crate) fn check_encoding(&self, sink: &mut Sink, fatal: bool) -> bool {
+        let Some(pos) = self.invalid_utf8 else { return true };
+        sink.push(
+            if fatal { Severity::Error } else { Severity::Warning },
+            "file.encoding",
+            &self.display,
+            Some(pos),
+            if fatal {
+                "the file is not UTF-8 here: Prometheus, Alertmanager and Grafana refuse YAML that is not (\"invalid leading UTF-8 octet\")"
+            } else {
+                "the file is not UTF-8 here: Grafana reads the bad bytes as \u{fffd}"
+            },
+            "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        );
+        !fatal
     }
 
     fn is_json(&self) -> bool {
@@ -204,6 +247,9 @@ impl Sink {
 
 /// Parse YAML into `T`, reporting a parse error as `yaml.parse` with its line and column.
 pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mut Sink, what: &str) -> Option<T> {
+    if !src.check_encoding(sink, true) {
+        return None;
+    }
     match serde_yaml::from_str::<T>(&src.text) {
         Ok(v) => Some(v),
         Err(e) => {

@@ -262,3 +262,39 @@ fn v2_dashboard_resource_has_no_title() {
     );
     assert!(e.message.contains("v2alpha1"), "{}", e.message);
 }
+
+// ---- misses: encodings ------------------------------------------------------------------
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error_in_a_stack_and_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stack = tmp.path().join("stack");
+    copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("stack"), &stack);
+    let rules = stack.join("prometheus/rules/health.yml");
+    let mut bytes = std::fs::read(&rules).unwrap();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(&rules, &bytes).unwrap();
+    for paths in [vec![stack.clone()], vec![rules.clone()]] {
+        let f = lint_paths(&paths, &Options::default()).expect("no exit 2 on a readable file");
+        let hit = f.iter().find(|x| x.code == "file.encoding" && x.severity == Severity::Error).unwrap_or_else(|| panic!("{}", render_text(&f)));
+        assert!(hit.file.ends_with("health.yml") && hit.line.is_some(), "{hit:?}");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_fine_in_yaml() {
+    clean("am.yml", "\u{feff}route:\n  receiver: r\nreceivers:\n  - name: r\n");
+    clean("dashboards.yml", "\u{feff}apiVersion: 1\nproviders:\n  - name: d\n    options:\n      path: /x\n");
+}
