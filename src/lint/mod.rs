@@ -250,6 +250,17 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mu
     if !src.check_encoding(sink, true) {
         return None;
     }
+    if let Some(pos) = too_deep(&src.text) {
+        sink.push(
+            Severity::Error,
+            "yaml.parse",
+            &src.display,
+            Some(pos),
+            format!("{what} does not read: flow collections nested more than {MAX_FLOW_DEPTH} deep here"),
+            "no real config nests this deep; a YAML reader spends time quadratic in the depth on it (and serde's stops at 128)",
+        );
+        return None;
+    }
     match serde_yaml::from_str::<T>(&src.text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -268,6 +279,46 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mu
             None
         }
     }
+}
+
+/// Deeper `{`/`[` nesting is refused before parsing: libyaml (which both serde_yaml and
+/// Go's yaml.v2 port) checks every open flow level at each token, so depth d costs d² time.
+const MAX_FLOW_DEPTH: usize = 512;
+
+/// Where flow nesting first exceeds [`MAX_FLOW_DEPTH`] (quotes and comments skipped).
+fn too_deep(text: &str) -> Option<Pos> {
+    if !text.contains(['{', '[']) {
+        return None;
+    }
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(b'"') if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'"' | b'\'' if depth > 0 => quote = Some(c),
+                b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => {
+                    while i < b.len() && b[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(locate::line_col(text, i));
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
 }
 
 /// What a lone file is, recognised by content.

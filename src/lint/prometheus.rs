@@ -334,8 +334,72 @@ fn valid_metric_name(s: &str) -> bool {
     matches!(ch.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':') && ch.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// Files at least this large are read group by group.
+const BY_GROUP: usize = 1 << 20;
+
+/// Read a rules file. A large one is read one group at a time: the YAML reader holds a
+/// whole document's events in memory (several times the text), so a 10 MB file read at
+/// once peaks at hundreds of MB; a group at a time it peaks at the model's size. Any
+/// doubt (another top-level key, a group that does not read alone) reads the whole file,
+/// which also gives the exact error.
+fn read_rules(src: &Source, sink: &mut Sink) -> Option<RuleFile> {
+    if src.text.len() >= BY_GROUP && src.invalid_utf8.is_none() {
+        if let Some(rf) = read_rules_by_group(&src.text) {
+            return Some(rf);
+        }
+    }
+    parse_yaml::<Option<RuleFile>>(src, sink, "rules file").map(Option::unwrap_or_default)
+}
+
+fn read_rules_by_group(text: &str) -> Option<RuleFile> {
+    let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    let mut lines = text.split_inclusive('\n').scan(0usize, |off, l| {
+        let at = *off;
+        *off += l.len();
+        Some((at, l))
+    });
+    // Only comments before `groups:`, and nothing after it on its line.
+    loop {
+        let (_, l) = lines.next()?;
+        if blank(l) {
+            continue;
+        }
+        if l.trim_end() == "groups:" {
+            break;
+        }
+        return None;
+    }
+    let mut starts: Vec<usize> = Vec::new();
+    let mut indent: Option<usize> = None;
+    for (at, l) in lines {
+        if blank(l) {
+            continue;
+        }
+        let n = l.len() - l.trim_start_matches(' ').len();
+        let item = l[n..].starts_with("- ") || l[n..].trim_end() == "-";
+        match indent {
+            None if item => indent = Some(n),
+            None => return None,
+            Some(k) if n < k => return None,
+            _ => {}
+        }
+        if Some(n) == indent && item {
+            starts.push(at);
+        } else if Some(n) == indent {
+            return None;
+        }
+    }
+    let mut groups = Vec::new();
+    for (i, &from) in starts.iter().enumerate() {
+        let to = starts.get(i + 1).copied().unwrap_or(text.len());
+        let part: Vec<crate::stack::prometheus::RuleGroup> = serde_yaml::from_str(&text[from..to]).ok()?;
+        groups.extend(part);
+    }
+    Some(RuleFile { groups, extra: Default::default() })
+}
+
 pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<RuleFile> {
-    let rf: RuleFile = parse_yaml::<Option<RuleFile>>(src, sink, "rules file")?.unwrap_or_default();
+    let rf: RuleFile = read_rules(src, sink)?;
     let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::PINNED_PROMETHEUS);
     check_keys(sink, src, Product::Rules, ver, "", &rf.extra, versions::RULE_FILE, "the rules file");
     let mut groups = BTreeSet::new();

@@ -298,3 +298,42 @@ fn a_byte_order_mark_is_fine_in_yaml() {
     clean("am.yml", "\u{feff}route:\n  receiver: r\nreceivers:\n  - name: r\n");
     clean("dashboards.yml", "\u{feff}apiVersion: 1\nproviders:\n  - name: d\n    options:\n      path: /x\n");
 }
+
+// ---- cost ---------------------------------------------------------------------------------
+
+#[test]
+fn a_large_rules_file_reads_group_by_group_with_the_same_findings() {
+    let group = |i: usize| {
+        format!(
+            "  - name: g{i}\n    rules:\n      - alert: A\n        expr: sum(up) > 0\n        annotations:\n          summary: '{{{{ $labels.instance }}}}'\n"
+        )
+    };
+    let mut text = String::from("# generated\ngroups:\n");
+    let mut i = 0;
+    while text.len() < (1 << 20) + 10 {
+        text.push_str(&group(i));
+        i += 1;
+    }
+    let f = lint_text("big.rules.yml", &text);
+    let dropped: Vec<_> = f.iter().filter(|x| x.code == "rules.template_label_dropped").collect();
+    assert_eq!(dropped.len(), i, "one per group");
+    assert_eq!(dropped.last().unwrap().line, Some(text.lines().count()));
+    // A broken group falls back to reading the whole file, for the exact error.
+    let broken = format!("{text}  - name: [x\n");
+    let e = error("big.rules.yml", &broken, "yaml.parse");
+    assert!(e.line.is_some());
+}
+
+#[test]
+fn deep_yaml_is_located_in_linear_time() {
+    // 20,000 nested mappings, and a finding at the bottom: positions without quadratic paths.
+    let depth = 20_000;
+    let mut text = String::from("global:\n  external_labels:\n    ok: x\nx: ");
+    text.push_str(&"{a: ".repeat(depth));
+    text.push('1');
+    text.push_str(&"}".repeat(depth));
+    text.push('\n');
+    let t = std::time::Instant::now();
+    let _ = lint_text("p.yml", &text);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+}
