@@ -6,9 +6,11 @@ use super::{parse_yaml, Severity, Sink, Source};
 use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
 use crate::stack::manifest::CONTAINER_CURRENT;
 use crate::stack::paths;
-use crate::stack::promql;
 use crate::stack::provisioning::{DatasourceFile, ProviderFile};
 use std::collections::{BTreeSet, HashMap};
+
+mod query;
+use query::{only_in_strings, read_query};
 
 /// A provisioned datasource.
 #[derive(Debug, Clone)]
@@ -351,15 +353,20 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
             let unresolved = d.unresolved(expr);
             if !unresolved.is_empty() {
                 // Grafana leaves an undefined variable as written. Inside a string literal
-                // the query still runs (the matcher just matches nothing): a warning.
-                // Anywhere else Prometheus cannot parse it: an error.
+                // the query still runs (the matcher just matches nothing): Grafana loads
+                // the dashboard, so alone it is a warning. Anywhere else Prometheus cannot
+                // parse it: an error.
                 let mut breaks = false;
                 for v in &unresolved {
                     let quoted = only_in_strings(expr, v);
                     breaks |= !quoted;
                     if unknown_vars.insert(v.clone()) {
+                        // In a stack it stays an error: `verify` then sees the panel empty.
                         let (sev, tail) = if quoted {
-                            (Severity::Warning, ": Grafana sends it as written, inside a string, so that matcher matches nothing")
+                            (
+                                if stack.is_some() { Severity::Error } else { Severity::Warning },
+                                ": Grafana sends it as written, inside a string, so that matcher matches nothing",
+                            )
                         } else {
                             (Severity::Error, ": Grafana sends it as written and Prometheus cannot parse the query")
                         };
@@ -420,62 +427,6 @@ fn missing_uid(src: &Source, sev: Severity, sink: &mut Sink) {
         "the dashboard has no uid: Grafana provisions it under a random one on each fresh install, so links and `verify` cannot find it by uid",
         "add a top-level \"uid\" (at most 40 characters of a-z, A-Z, 0-9, - and _)",
     );
-}
-
-/// Whether every use of variable `name` in `expr` sits inside a PromQL string literal.
-fn only_in_strings(expr: &str, name: &str) -> bool {
-    let b = expr.as_bytes();
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match quote {
-            Some(q) if c == b'\\' && q != b'`' => i += 1,
-            Some(q) if c == q => quote = None,
-            None if matches!(c, b'"' | b'\'' | b'`') => quote = Some(c),
-            _ if c == b'$' || (c == b'[' && b.get(i + 1) == Some(&b'[')) => {
-                let rest = &expr[i..];
-                let uses = [format!("${name}"), format!("${{{name}"), format!("[[{name}")]
-                    .iter()
-                    .any(|p| rest.starts_with(p.as_str()) && !rest[p.len()..].starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_'));
-                if uses && quote.is_none() {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    true
-}
-
-/// What lint needs from one panel query.
-struct QueryFacts {
-    names: BTreeSet<String>,
-    impossible: Vec<String>,
-}
-
-thread_local! {
-    /// Panel queries repeat across dashboards (the same panel copied, the same variable
-    /// defaults), and promql-parser compiles a regex for every `=~`/`!~` matcher; reading
-    /// each distinct query once keeps 1,000 dashboards well under the time budget.
-    static QUERIES: std::cell::RefCell<HashMap<String, std::rc::Rc<Result<QueryFacts, String>>>> = Default::default();
-}
-
-fn read_query(e: &str) -> std::rc::Rc<Result<QueryFacts, String>> {
-    if let Some(hit) = QUERIES.with(|c| c.borrow().get(e).cloned()) {
-        return hit;
-    }
-    let facts =
-        std::rc::Rc::new(promql::parse(e).map(|q| QueryFacts { names: promql::metric_names(&q.ast), impossible: promql::impossible_selectors(&q.ast) }));
-    QUERIES.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() > 200_000 {
-            c.clear(); // bound the memory on pathological inputs
-        }
-        c.insert(e.to_string(), facts.clone());
-    });
-    facts
 }
 
 fn ds_list(ds: &[Datasource]) -> String {
