@@ -10,9 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<Config> {
     let cfg: Config = parse_yaml::<Option<Config>>(src, sink, "Alertmanager config")?.unwrap_or_default();
-    let ver = ctx.map(|c| c.alertmanager).unwrap_or(Version::CURRENT);
+    let ver = ctx.map(|c| c.alertmanager).unwrap_or(Version::PINNED_ALERTMANAGER);
     let ak = |sink: &mut Sink, path: &str, extra, known, what: &str| check_keys(sink, src, Product::Alertmanager, ver, path, extra, known, what);
     ak(sink, "", &cfg.extra, versions::AM_TOP, "the Alertmanager config");
+    if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&src.text) {
+        super::amcfg::check(src, &doc, ver, sink);
+    }
 
     let mut names = BTreeSet::new();
     for (i, r) in cfg.receivers.iter().enumerate() {

@@ -6,9 +6,11 @@ use super::{parse_yaml, Severity, Sink, Source};
 use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
 use crate::stack::manifest::CONTAINER_CURRENT;
 use crate::stack::paths;
-use crate::stack::promql;
 use crate::stack::provisioning::{DatasourceFile, ProviderFile};
 use std::collections::{BTreeSet, HashMap};
+
+mod query;
+use query::{only_in_strings, read_query};
 
 /// A provisioned datasource.
 #[derive(Debug, Clone)]
@@ -18,6 +20,7 @@ pub struct Datasource {
     /// Plugin type (`prometheus`, ...).
     pub kind: String,
     pub is_default: bool,
+    pub org: i64,
     pub file: String,
     pub index: usize,
 }
@@ -26,7 +29,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
     let Some(f) = parse_yaml::<Option<DatasourceFile>>(src, sink, "Grafana datasource provisioning file") else { return vec![] };
     let list = f.and_then(|f| f.datasources).unwrap_or_default();
     let mut out = Vec::new();
-    let mut default_seen: Option<String> = None;
+    let mut default_seen: HashMap<i64, String> = HashMap::new();
     for (i, d) in list.iter().enumerate() {
         let base = format!("datasources/{i}");
         let Some(name) = d.name.clone().filter(|n| !n.is_empty()) else {
@@ -34,7 +37,9 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
             continue;
         };
         if d.is_default == Some(true) {
-            if let Some(first) = &default_seen {
+            // One default per organisation (grafana-facts §1.3); `is_default` (v0 spelling) is ignored in v1 files.
+            let org = d.org_id();
+            if let Some(first) = default_seen.get(&org) {
                 sink.at(
                     Severity::Error,
                     "grafana.multiple_default_datasources",
@@ -44,7 +49,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
                     "keep `isDefault: true` on one datasource only",
                 );
             }
-            default_seen.get_or_insert(name.clone());
+            default_seen.entry(org).or_insert(name.clone());
         }
         if d.uid.as_deref().unwrap_or("").is_empty() {
             sink.at(
@@ -80,6 +85,7 @@ pub fn check_datasources(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) 
             uid: d.uid.clone().filter(|u| !u.is_empty()),
             kind,
             is_default: d.is_default == Some(true),
+            org: d.org_id(),
             file: src.display.clone(),
             index: i,
         });
@@ -180,6 +186,7 @@ fn key(k: &str) -> PathSeg {
 }
 
 pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -> Option<Dashboard> {
+    src.check_encoding(sink, false);
     let value: serde_json::Value = match serde_json::from_str(&src.text) {
         Ok(v) => v,
         Err(e) => {
@@ -219,7 +226,17 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         );
         return None;
     }
-    if d.title.as_deref().unwrap_or("").trim().is_empty() {
+    let v2 = d.raw.get("apiVersion").and_then(serde_json::Value::as_str).filter(|a| a.starts_with("dashboard.grafana.app/"));
+    if let (Some(api), None) = (v2, &d.title) {
+        sink.at(
+            Severity::Error,
+            "grafana.missing_title",
+            src,
+            "apiVersion",
+            format!("a `{api}` dashboard resource, not the classic dashboard model: file provisioning reads a top-level title, finds none and rejects it with \"Dashboard title cannot be empty\""),
+            "provision the classic JSON model (export the dashboard as JSON from a classic-schema Grafana), with `title` at the top level",
+        );
+    } else if d.title.as_deref().unwrap_or("").trim().is_empty() {
         sink.at(
             Severity::Error,
             "grafana.missing_title",
@@ -230,14 +247,9 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
         );
     }
     match d.uid.as_deref() {
-        None | Some("") => sink.at(
-            if stack.is_some() { Severity::Error } else { Severity::Warning },
-            "grafana.missing_uid",
-            src,
-            "title",
-            "the dashboard has no uid: Grafana makes up a random one on each fresh install, so links and `verify` cannot find it",
-            "add a top-level \"uid\" (at most 40 characters of a-z, A-Z, 0-9, - and _)",
-        ),
+        // Inside a stack the caller decides (an error only when `verify` needs the uid).
+        None | Some("") if stack.is_none() => missing_uid(src, Severity::Warning, sink),
+        None | Some("") => {}
         Some(u) if u.len() > 40 || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => sink.at(
             Severity::Error,
             "grafana.uid_invalid",
@@ -330,7 +342,7 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
     let b = Builtins::default();
     let mut unknown_vars: BTreeSet<String> = BTreeSet::new();
     for p in d.panels() {
-        for t in p.prometheus_targets() {
+        for t in p.prometheus_targets().filter(|t| d.may_be_prometheus(p.target_datasource(t))) {
             let expr = t.expr.as_deref().unwrap_or("");
             let path: JsonPath = {
                 let mut x = t.path.clone();
@@ -340,19 +352,37 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
             let what = format!("panel `{}` query {}", p.title, t.ref_id);
             let unresolved = d.unresolved(expr);
             if !unresolved.is_empty() {
+                // Grafana leaves an undefined variable as written. Inside a string literal
+                // the query still runs (the matcher just matches nothing): Grafana loads
+                // the dashboard, so alone it is a warning. Anywhere else Prometheus cannot
+                // parse it: an error.
+                let mut breaks = false;
                 for v in &unresolved {
+                    let quoted = only_in_strings(expr, v);
+                    breaks |= !quoted;
                     if unknown_vars.insert(v.clone()) {
+                        // In a stack it stays an error: `verify` then sees the panel empty.
+                        let (sev, tail) = if quoted {
+                            (
+                                if stack.is_some() { Severity::Error } else { Severity::Warning },
+                                ": Grafana sends it as written, inside a string, so that matcher matches nothing",
+                            )
+                        } else {
+                            (Severity::Error, ": Grafana sends it as written and Prometheus cannot parse the query")
+                        };
                         sink.at_path(
-                            Severity::Error,
+                            sev,
                             "grafana.variable_unknown",
                             src,
                             &path,
-                            format!("{what} uses `${v}`, which is neither a template variable of the dashboard nor a Grafana built-in"),
-                            "define the variable under templating.list or fix the name",
+                            format!("{what} uses `${v}`, which is neither a template variable of the dashboard nor a Grafana built-in{tail}"),
+                            "define the variable under templating.list or fix the name (variable names are case-sensitive)",
                         );
                     }
                 }
-                continue;
+                if breaks {
+                    continue;
+                }
             }
             let e = d.substitute(expr, &b);
             let parsed = read_query(&e);
@@ -386,33 +416,17 @@ pub fn check_dashboard(src: &Source, stack: Option<&DashCtx>, sink: &mut Sink) -
     Some(d)
 }
 
-/// What lint needs from one panel query.
-struct QueryFacts {
-    names: BTreeSet<String>,
-    impossible: Vec<String>,
-}
-
-thread_local! {
-    /// Panel queries repeat across dashboards (the same panel copied, the same variable
-    /// defaults), and promql-parser compiles a regex for every `=~`/`!~` matcher; reading
-    /// each distinct query once keeps 1,000 dashboards well under the time budget.
-    static QUERIES: std::cell::RefCell<HashMap<String, std::rc::Rc<Result<QueryFacts, String>>>> = Default::default();
-}
-
-fn read_query(e: &str) -> std::rc::Rc<Result<QueryFacts, String>> {
-    if let Some(hit) = QUERIES.with(|c| c.borrow().get(e).cloned()) {
-        return hit;
-    }
-    let facts =
-        std::rc::Rc::new(promql::parse(e).map(|q| QueryFacts { names: promql::metric_names(&q.ast), impossible: promql::impossible_selectors(&q.ast) }));
-    QUERIES.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() > 200_000 {
-            c.clear(); // bound the memory on pathological inputs
-        }
-        c.insert(e.to_string(), facts.clone());
-    });
-    facts
+/// Grafana provisions a dashboard without a uid (it makes one up), so this is a warning,
+/// unless the stack's `verify` looks for a uid no dashboard has: then it is likely this one.
+fn missing_uid(src: &Source, sev: Severity, sink: &mut Sink) {
+    sink.at(
+        sev,
+        "grafana.missing_uid",
+        src,
+        "title",
+        "the dashboard has no uid: Grafana provisions it under a random one on each fresh install, so links and `verify` cannot find it by uid",
+        "add a top-level \"uid\" (at most 40 characters of a-z, A-Z, 0-9, - and _)",
+    );
 }
 
 fn ds_list(ds: &[Datasource]) -> String {
@@ -449,8 +463,11 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
             datasources.extend(check_datasources(&src, Some(ctx), sink));
         }
     }
-    let defaults: Vec<&Datasource> = datasources.iter().filter(|d| d.is_default).collect();
-    if defaults.len() > 1 && defaults.iter().any(|d| d.file != defaults[0].file) {
+    let mut by_org: std::collections::BTreeMap<i64, Vec<&Datasource>> = Default::default();
+    for d in datasources.iter().filter(|d| d.is_default) {
+        by_org.entry(d.org).or_default().push(d);
+    }
+    for defaults in by_org.values().filter(|d| d.len() > 1 && d.iter().any(|x| x.file != d[0].file)) {
         let second = defaults[1];
         if let Some(src) = ctx.read(second.file.strip_prefix(&format!("{}/", ctx.dir.display())).unwrap_or(&second.file)) {
             sink.at(
@@ -513,6 +530,12 @@ pub fn lint_stack_grafana(ctx: &StackCtx, known: Option<&Known>, sink: &mut Sink
                 }
             }
             out.dashboards.push((src, d));
+        }
+    }
+    let needed = ctx.manifest.verify.dashboards.iter().any(|u| !uids.contains_key(u));
+    for (src, d) in &out.dashboards {
+        if d.uid.as_deref().unwrap_or("").is_empty() {
+            missing_uid(src, if needed { Severity::Error } else { Severity::Warning }, sink);
         }
     }
     out

@@ -34,13 +34,35 @@ pub fn path(s: &str) -> Vec<PathSeg> {
     s.split('/').filter(|p| !p.is_empty()).map(|p| p.parse::<usize>().map(PathSeg::Index).unwrap_or_else(|_| PathSeg::Key(p.to_string()))).collect()
 }
 
-/// Positions of every key and value of a YAML document, by path.
+/// Positions of every key and value of a YAML document, by path. Paths are kept as a
+/// 64-bit hash chained segment by segment (parent hash, then the segment), so building
+/// is linear in the document whatever its depth, and each node costs a few words.
 #[derive(Debug, Default)]
 pub struct YamlIndex {
-    /// path -> position of the mapping key (when the last segment is a key)
-    keys: HashMap<String, Pos>,
-    /// path -> position of the value
-    values: HashMap<String, Pos>,
+    /// path hash -> position of the mapping key (when the last segment is a key)
+    keys: HashMap<u64, Pos>,
+    /// path hash -> position of the value
+    values: HashMap<u64, Pos>,
+}
+
+const ROOT: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The hash of `parent/seg` (FNV-1a over the segment, seeded with the parent's hash).
+fn step(parent: u64, seg: &str) -> u64 {
+    let mut h = parent ^ 0x2f; // the separator
+    h = h.wrapping_mul(0x0100_0000_01b3);
+    for b in seg.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn hash_path(path: &[PathSeg]) -> u64 {
+    path.iter().fold(ROOT, |h, seg| match seg {
+        PathSeg::Key(k) => step(h, k),
+        PathSeg::Index(n) => step(h, &n.to_string()),
+    })
 }
 
 enum Frame {
@@ -50,25 +72,19 @@ enum Frame {
 
 struct Builder {
     stack: Vec<Frame>,
-    names: Vec<String>,
+    /// Hash of each open container's path.
+    prefix: Vec<u64>,
     index: YamlIndex,
 }
 
 impl Builder {
-    fn current_path(&self) -> String {
-        let mut parts: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let last = match self.stack.last() {
-            Some(Frame::Map { key: Some(k), .. }) => Some(k.clone()),
-            Some(Frame::Seq { index }) => Some(index.to_string()),
-            _ => None,
-        };
-        let tail;
-        if let Some(l) = last {
-            tail = l;
-            parts.push(&tail);
-            return parts.join("/");
+    fn current_path(&self) -> u64 {
+        let base = self.prefix.last().copied().unwrap_or(ROOT);
+        match self.stack.last() {
+            Some(Frame::Map { key: Some(k), .. }) => step(base, k),
+            Some(Frame::Seq { index }) => step(base, &index.to_string()),
+            _ => base,
         }
-        parts.join("/")
     }
 
     fn advance(&mut self) {
@@ -86,15 +102,9 @@ impl Builder {
 
     fn open(&mut self, frame: Frame, mark: Marker) {
         self.value_at(mark);
-        let seg = match self.stack.last() {
-            Some(Frame::Map { key: Some(k), .. }) => Some(k.clone()),
-            Some(Frame::Seq { index }) => Some(index.to_string()),
-            _ => None,
-        };
-        if let Some(s) = seg {
-            self.names.push(s);
-        } else if !self.stack.is_empty() {
-            self.names.push(String::new());
+        if !self.stack.is_empty() {
+            let p = self.current_path();
+            self.prefix.push(p);
         }
         self.stack.push(frame);
     }
@@ -102,7 +112,7 @@ impl Builder {
     fn close(&mut self) {
         self.stack.pop();
         if !self.stack.is_empty() {
-            self.names.pop();
+            self.prefix.pop();
         }
         self.advance();
     }
@@ -139,7 +149,7 @@ impl MarkedEventReceiver for Builder {
 impl YamlIndex {
     /// Index a YAML text (first document). A text that does not parse gives an empty index.
     pub fn build(text: &str) -> YamlIndex {
-        let mut b = Builder { stack: vec![], names: vec![], index: YamlIndex::default() };
+        let mut b = Builder { stack: vec![], prefix: vec![], index: YamlIndex::default() };
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut b, false);
         b.index
@@ -148,19 +158,19 @@ impl YamlIndex {
     /// Position of the key of `path` (or of its value, for sequence items), else of the
     /// nearest ancestor that has one.
     pub fn find(&self, path: &[PathSeg]) -> Option<Pos> {
-        let mut p = path.to_vec();
+        let mut p = path;
         loop {
-            let k = path_key(&p);
+            let k = hash_path(p);
             if let Some(pos) = self.keys.get(&k).or_else(|| self.values.get(&k)) {
                 return Some(*pos);
             }
-            p.pop()?;
+            p = p.split_last()?.1;
         }
     }
 
     /// Position of the value of `path` (e.g. a scalar inside a flow sequence).
     pub fn find_value(&self, path: &[PathSeg]) -> Option<Pos> {
-        self.values.get(&path_key(path)).copied().or_else(|| self.find(path))
+        self.values.get(&hash_path(path)).copied().or_else(|| self.find(path))
     }
 }
 

@@ -58,8 +58,20 @@ pub struct Known {
 pub enum Verdict {
     Known,
     HostDependent(String),
+    /// An old node-exporter name (before 0.16 units went into names): the new one.
+    Renamed(String),
     Unknown,
 }
+
+/// node-exporter 0.16 renamed its metrics to carry their units (`_bytes`, `_seconds`,
+/// `_total`); the few that changed more than a suffix.
+const NODE_RENAMED: &[(&str, &str)] = &[
+    ("node_disk_bytes_read", "node_disk_read_bytes_total"),
+    ("node_disk_bytes_written", "node_disk_written_bytes_total"),
+    ("node_disk_sectors_read", "node_disk_read_bytes_total"),
+    ("node_disk_sectors_written", "node_disk_written_bytes_total"),
+    ("node_disk_io_time_weighted", "node_disk_io_time_weighted_seconds_total"),
+];
 
 impl Known {
     /// Build from the scrape targets (which services are scraped), the catalogues, the
@@ -115,6 +127,17 @@ impl Known {
             return Verdict::Known;
         }
         if let Some(rest) = name.strip_prefix("node_") {
+            let base = name.strip_suffix("_ms").unwrap_or(name);
+            let renamed = NODE_RENAMED
+                .iter()
+                .find(|(old, _)| *old == name)
+                .map(|(_, new)| new.to_string())
+                .into_iter()
+                .chain(["_bytes", "_total", "_seconds", "_seconds_total", "_bytes_total"].iter().map(|s| format!("{base}{s}")))
+                .find(|n| self.names.contains(n));
+            if let Some(n) = renamed {
+                return Verdict::Renamed(n);
+            }
             if let Some(c) = self.node_collectors.iter().find(|c| rest.starts_with(&format!("{c}_"))) {
                 return Verdict::HostDependent(c.clone());
             }
@@ -169,10 +192,18 @@ pub fn check_names(
                 format!("{what} uses `{name}`, which node-exporter's `{c}` collector exposes only on hosts with that hardware or kernel feature"),
                 "fine if the VPS has it; verify checks the live metric after deploy",
             ),
+            Verdict::Renamed(new) => sink.at_path(
+                if panel { Severity::Error } else { Severity::Warning },
+                "metrics.unknown",
+                src,
+                path,
+                format!("{what} uses `{name}`, a node-exporter name gone since 0.16 (now `{new}`): {}", no_data(what, panel)),
+                format!("use `{new}` (node-exporter 0.16 put units in names; check the expression's arithmetic, e.g. _ms became _seconds)"),
+            ),
             Verdict::Unknown => {
                 let missing = !known.missing_catalogs.is_empty();
                 let sev = if panel && !missing { Severity::Error } else { Severity::Warning };
-                let tail = if panel { "the panel will show no data" } else { "this alert can never fire" };
+                let tail = no_data(what, panel);
                 sink.at_path(
                     sev,
                     "metrics.unknown",
@@ -186,15 +217,63 @@ pub fn check_names(
     }
 }
 
-/// Rules' metric names (warnings: "this alert can never fire").
+/// What a name nothing exposes means for the query.
+fn no_data(what: &str, panel: bool) -> &'static str {
+    if panel {
+        "the panel will show no data"
+    } else if what.starts_with("recording rule") {
+        "this rule records nothing"
+    } else {
+        "this alert can never fire"
+    }
+}
+
+/// Rules' metric names (warnings: "this alert can never fire" / "records nothing").
 pub fn check_rules(known: &Known, rules: &[(&Source, &RuleFile)], sink: &mut Sink) {
     for (src, rf) in rules {
         for (g, group) in rf.groups.iter().enumerate() {
             for (r, rule) in group.rules.iter().enumerate() {
                 let Ok(q) = promql::parse(rule.expr.as_str()) else { continue };
                 let path = super::locate::path(&format!("groups/{g}/rules/{r}/expr"));
-                check_query(known, &q.ast, src, &path, &format!("rule `{}`", rule.name()), false, sink);
+                let what = if rule.record.is_some() { format!("recording rule `{}`", rule.name()) } else { format!("rule `{}`", rule.name()) };
+                check_query(known, &q.ast, src, &path, &what, false, sink);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Known {
+        let c = catalog("node_exporter", Version(1, 5, 0)).unwrap();
+        Known {
+            names: c.names.iter().map(|s| s.to_string()).collect(),
+            node_collectors: c.collectors.iter().map(|s| s.to_string()).collect(),
+            missing_catalogs: vec![],
+        }
+    }
+
+    #[test]
+    fn pre_0_16_node_exporter_names_are_unknown_with_their_new_name() {
+        let k = known();
+        for (old, new) in [
+            ("node_filesystem_avail", "node_filesystem_avail_bytes"),
+            ("node_cpu", "node_cpu_seconds_total"),
+            ("node_disk_io_time_ms", "node_disk_io_time_seconds_total"),
+        ] {
+            assert!(matches!(k.verdict(old), Verdict::Renamed(ref n) if n == new), "{old}");
+        }
+        let src = Source::new("r.yml".into(), "r.yml".into(), "groups: []\n".into());
+        let mut sink = Sink::default();
+        let names = ["node_filesystem_avail".to_string()].into_iter().collect();
+        check_names(&k, &names, &src, &[], "recording rule `r`", false, &mut sink);
+        let f = &sink.findings[0];
+        assert_eq!((f.code, f.severity), ("metrics.unknown", Severity::Warning));
+        assert!(f.message.contains("records nothing") && f.message.contains("node_filesystem_avail_bytes"), "{}", f.message);
+        let mut sink = Sink::default();
+        check_names(&k, &names, &src, &[], "panel `p` query A", true, &mut sink);
+        assert_eq!(sink.findings[0].severity, Severity::Error);
     }
 }

@@ -7,8 +7,10 @@
 //! | code | severity | what |
 //! | --- | --- | --- |
 //! | `yaml.parse`, `json.parse` | error | the file does not parse (parser's line and column) |
+//! | `file.encoding` | error (YAML) / warning (JSON) | bytes that are not UTF-8 |
 //! | `file.missing` | error | a file the manifest or a config names does not exist in the stack |
 //! | `file.unrecognised` | info | a lone file that is none of the kinds lint knows |
+//! | `file.template`, `file.k8s_resource` | error | a Helm template or a Kubernetes resource (e.g. `PrometheusRule`) given as a lone file |
 //! | `lint.lone_file` | info | checks that need the rest of a stack were skipped |
 //! | `manifest.unknown_key`, `manifest.invalid` | error | the manifest does not read |
 //! | `manifest.config_path` | error | a service's config file is not a file of the stack |
@@ -21,9 +23,12 @@
 //! | `prom.target_unknown` | error | a scrape target is no service or host exporter of the stack |
 //! | `prom.alerting_nowhere` | error | rules but no Alertmanager, or one the stack does not run |
 //! | `prom.duplicate_job` | error | two scrape jobs with one name |
+//! | `prom.invalid` | error | a value Prometheus refuses on load (relabel regex/action/target, timeouts, auth, targets, URLs, names) |
+//! | `prom.type` | error | a map or list where Prometheus reads a string |
 //! | `prom.metrics_path` | warning | the host exporter's job scrapes another path than it serves |
 //! | `rules.unknown_key`, `rules.invalid` | error | a rule or group Prometheus rejects |
 //! | `rules.promql` | error | an `expr` that does not parse |
+//! | `rules.template` | error | an alert label/annotation template Prometheus cannot parse (undefined `$var`, unclosed `{{`) |
 //! | `rules.for_duration` | error | invalid `for`/`keep_firing_for`/group `interval` |
 //! | `rules.duplicate_group` | error | a group name repeated in a file |
 //! | `rules.duplicate_alert` | error | an alert repeated in a group with the same labels |
@@ -33,6 +38,8 @@
 //! | `promql.impossible_selector` | warning | a selector that can never match a series |
 //! | `am.unknown_key` | error | a key Alertmanager does not know |
 //! | `am.no_route` | error | no `route` |
+//! | `am.invalid` | error | a value Alertmanager refuses on load (an integration's required field, inline and file both, a route matcher) |
+//! | `am.type` | error | a map or list where Alertmanager reads a string |
 //! | `am.receiver_undefined` | error | a route names a receiver that is not defined |
 //! | `am.duplicate_receiver` | error | two receivers with one name |
 //! | `am.url_invalid` | error | a receiver URL that does not parse as http(s) |
@@ -65,12 +72,14 @@
 //! | `promtool.config`, `promtool.rules`, `amtool.config` | error | findings of the official tools (`--with-promtool`) |
 
 mod alertmanager;
+mod amcfg;
 mod ctx;
 mod dir;
 mod grafana;
 pub mod locate;
 mod manifest;
 mod metrics;
+mod promcfg;
 mod prometheus;
 mod promtool;
 mod versions;
@@ -119,16 +128,58 @@ pub struct Source {
     pub path: PathBuf,
     pub display: String,
     pub text: String,
+    /// Where the file stops being UTF-8 (line, column), when it does: `text` then holds
+    /// it with U+FFFD in place of the bad bytes.
+    pub invalid_utf8: Option<Pos>,
     yaml_index: OnceCell<YamlIndex>,
 }
 
 impl Source {
-    pub fn new(path: PathBuf, display: String, text: String) -> Source {
-        Source { path, display, text, yaml_index: OnceCell::new() }
+    /// A YAML file's UTF-8 byte order mark is dropped (Go's YAML reader skips it); a JSON
+    /// file keeps it, as Go's JSON reader refuses it (Grafana: "invalid character").
+    pub fn new(path: PathBuf, display: String, mut text: String) -> Source {
+        if text.starts_with('\u{feff}') && !path.extension().is_some_and(|e| e == "json") {
+            text.drain(..3);
+        }
+        Source { path, display, text, invalid_utf8: None, yaml_index: OnceCell::new() }
     }
 
+    /// Read a file. Bytes that are not UTF-8 do not stop lint: the checkers report them
+    /// (`file.encoding`) the way the program reading the file would.
     pub fn read(path: &Path, display: String) -> std::io::Result<Source> {
-        Ok(Source::new(path.to_path_buf(), display, std::fs::read_to_string(path)?))
+        let bytes = std::fs::read(path)?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Source::new(path.to_path_buf(), display, text)),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                let before = &bytes[..at];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                let col = at - before.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0) + 1;
+                let mut src = Source::new(path.to_path_buf(), display, String::from_utf8_lossy(&bytes).into_owned());
+                src.invalid_utf8 = Some((line, col));
+                Ok(src)
+            }
+        }
+    }
+
+    /// Report bytes that are not UTF-8: Go's YAML reader refuses the file (`fatal`);
+    /// its JSON reader replaces them with U+FFFD and goes on.
+    pub(crate) fn check_encoding(&self, sink: &mut Sink, fatal: bool) -> bool {
+        let Some(pos) = self.invalid_utf8 else { return true };
+        sink.push(
+            if fatal { Severity::Error } else { Severity::Warning },
+            "file.encoding",
+            &self.display,
+            Some(pos),
+            if fatal {
+                "the file is not UTF-8 here: Prometheus, Alertmanager and Grafana refuse YAML that is not (\"invalid leading UTF-8 octet\")"
+            } else {
+                "the file is not UTF-8 here: Grafana reads the bad bytes as \u{fffd}"
+            },
+            "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        );
+        !fatal
     }
 
     fn is_json(&self) -> bool {
@@ -196,6 +247,20 @@ impl Sink {
 
 /// Parse YAML into `T`, reporting a parse error as `yaml.parse` with its line and column.
 pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mut Sink, what: &str) -> Option<T> {
+    if !src.check_encoding(sink, true) {
+        return None;
+    }
+    if let Some(pos) = too_deep(&src.text) {
+        sink.push(
+            Severity::Error,
+            "yaml.parse",
+            &src.display,
+            Some(pos),
+            format!("{what} does not read: flow collections nested more than {MAX_FLOW_DEPTH} deep here"),
+            "no real config nests this deep; a YAML reader spends time quadratic in the depth on it (and serde's stops at 128)",
+        );
+        return None;
+    }
     match serde_yaml::from_str::<T>(&src.text) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -216,6 +281,46 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(src: &Source, sink: &mu
     }
 }
 
+/// Deeper `{`/`[` nesting is refused before parsing: libyaml (which both serde_yaml and
+/// Go's yaml.v2 port) checks every open flow level at each token, so depth d costs d² time.
+const MAX_FLOW_DEPTH: usize = 512;
+
+/// Where flow nesting first exceeds [`MAX_FLOW_DEPTH`] (quotes and comments skipped).
+fn too_deep(text: &str) -> Option<Pos> {
+    if !text.contains(['{', '[']) {
+        return None;
+    }
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(b'"') if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'"' | b'\'' if depth > 0 => quote = Some(c),
+                b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => {
+                    while i < b.len() && b[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(locate::line_col(text, i));
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
+}
+
 /// What a lone file is, recognised by content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -226,6 +331,10 @@ pub enum FileKind {
     GrafanaDatasources,
     GrafanaProviders,
     Dashboard,
+    /// A Helm chart template (`{{ ... }}` around YAML): no program reads it as it is.
+    HelmTemplate,
+    /// A Kubernetes resource (`apiVersion`, `kind`, `spec`), e.g. a `PrometheusRule`.
+    K8sResource,
     Unknown,
 }
 
@@ -233,9 +342,12 @@ pub enum FileKind {
 /// Only the text is scanned (top-level keys), so each file is parsed once, by its checker.
 pub fn recognise(src: &Source) -> FileKind {
     let name = src.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    if !name.ends_with(".json") && is_helm_template(&src.text) {
+        return FileKind::HelmTemplate;
+    }
     if name.ends_with(".json") || src.is_json() {
         let t = &src.text;
-        let dashboardish = ["\"panels\"", "\"rows\"", "\"dashboard\"", "\"schemaVersion\"", "\"templating\""];
+        let dashboardish = ["\"panels\"", "\"rows\"", "\"dashboard\"", "\"schemaVersion\"", "\"templating\"", "dashboard.grafana.app/"];
         return if dashboardish.iter().any(|k| t.contains(k)) || (name.ends_with(".json") && serde_json::from_str::<serde::de::IgnoredAny>(t).is_err()) {
             // Broken JSON in a .json file is linted as a dashboard to report the parse error.
             FileKind::Dashboard
@@ -258,9 +370,19 @@ pub fn recognise(src: &Source) -> FileKind {
     let has = |k: &str| keys.contains(&k);
     if has("services") && has("host_exporter") {
         FileKind::Manifest
+    } else if has("apiVersion") && has("kind") && has("spec") && !has("datasources") && !has("providers") {
+        FileKind::K8sResource
     } else if has("groups") {
         FileKind::Rules
-    } else if has("scrape_configs") || has("rule_files") || has("alerting") || has("remote_write") || has("scrape_config_files") {
+    } else if has("scrape_configs")
+        || has("rule_files")
+        || has("alerting")
+        || has("remote_write")
+        || has("scrape_config_files")
+        || has("remote_read")
+        || has("storage")
+        || has("otlp")
+    {
         FileKind::PrometheusConfig
     } else if has("route") || has("receivers") || has("inhibit_rules") {
         FileKind::AlertmanagerConfig
@@ -268,11 +390,29 @@ pub fn recognise(src: &Source) -> FileKind {
         FileKind::GrafanaDatasources
     } else if has("providers") {
         FileKind::GrafanaProviders
-    } else if has("global") && (src.text.contains("scrape_interval") || src.text.contains("evaluation_interval")) {
+    } else if has("global") && !is_alertmanager_global(&src.text) {
+        // Alertmanager's `global` holds notifier settings; anything else is Prometheus'.
+        FileKind::PrometheusConfig
+    } else if has("targets") {
+        // A target group (file_sd's element) on its own: Prometheus reads no such file
+        // (promtool check config: "field targets not found").
         FileKind::PrometheusConfig
     } else {
         FileKind::Unknown
     }
+}
+
+/// Go template actions at the start of lines and Helm's objects: a chart template.
+fn is_helm_template(text: &str) -> bool {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    let actions = text.lines().any(|l| l.trim_start().starts_with("{{"));
+    first.starts_with("{{") || actions && [".Values", ".Release", ".Capabilities", ".Chart"].iter().any(|k| text.contains(k))
+}
+
+fn is_alertmanager_global(text: &str) -> bool {
+    ["resolve_timeout", "smtp_", "slack_api_url", "pagerduty_url", "opsgenie_", "wechat_", "victorops_", "telegram_api_url", "webex_api_url", "http_config"]
+        .iter()
+        .any(|k| text.contains(k))
 }
 
 /// Options of a lint run.
@@ -365,6 +505,30 @@ pub fn lint_lone(src: &Source, sink: &mut Sink) {
             grafana::check_dashboard(src, None, sink);
             Some("datasource uids against provisioned datasources, metric names, duplicate uids")
         }
+        FileKind::HelmTemplate => {
+            sink.push(
+                Severity::Error,
+                "file.template",
+                &src.display,
+                Some((1, 1)),
+                "a Helm chart template, not a file Prometheus, Alertmanager or Grafana can read: `{{ ... }}` is not YAML (promtool: \"did not find expected node content\")",
+                "render the chart first (helm template ... > out.yaml) and lint what it renders",
+            );
+            None
+        }
+        FileKind::K8sResource => {
+            let kind = src.text.lines().find_map(|l| l.strip_prefix("kind:")).map(|k| k.trim().trim_matches(['"', '\''])).unwrap_or("?").to_string();
+            let pos = src.pos(&[PathSeg::Key("kind".into())]);
+            sink.push(
+                Severity::Error,
+                "file.k8s_resource",
+                &src.display,
+                pos,
+                format!("a Kubernetes `{kind}` resource, not a Prometheus, Alertmanager or Grafana file: they read no `apiVersion`/`kind`/`spec` (promtool: \"field apiVersion not found\")"),
+                "an operator turns it into the real file; to lint its content, extract it (e.g. yq .spec file.yaml > rules.yml)",
+            );
+            None
+        }
         FileKind::Unknown => {
             sink.push(
                 Severity::Info,
@@ -414,3 +578,6 @@ pub fn render_text(findings: &[Finding]) -> String {
 pub fn render_json(findings: &[Finding]) -> serde_json::Value {
     serde_json::json!({ "findings": findings })
 }
+
+#[cfg(test)]
+mod tests;

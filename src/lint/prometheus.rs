@@ -27,7 +27,7 @@ fn dur(sink: &mut Sink, src: &Source, code: &'static str, path: &str, t: &Option
 
 pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<Config> {
     let cfg: Config = parse_yaml::<Option<Config>>(src, sink, "Prometheus config")?.unwrap_or_default();
-    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::CURRENT);
+    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::PINNED_PROMETHEUS);
     let pk = |sink: &mut Sink, path: &str, extra, known, what: &str| check_keys(sink, src, Product::Prometheus, ver, path, extra, known, what);
     pk(sink, "", &cfg.extra, versions::PROM_TOP, "the Prometheus config");
     pk(sink, "global", &cfg.global.extra, versions::PROM_GLOBAL, "`global`");
@@ -59,6 +59,9 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
                 }
             }
         }
+    }
+    if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&src.text) {
+        super::promcfg::check(src, &doc, ver, sink);
     }
     pk(sink, "alerting", &cfg.alerting.extra, versions::PROM_ALERTING, "`alerting`");
     for (i, am) in cfg.alerting.alertmanagers.iter().enumerate() {
@@ -275,14 +278,129 @@ pub fn template_labels(text: &str) -> Vec<String> {
     label_ref_regex().captures_iter(text).filter_map(|c| c.get(1).or(c.get(2)).or(c.get(3)).map(|m| m.as_str().to_string())).collect()
 }
 
+/// What Go's text/template parser refuses in an alert template, as promtool does when it
+/// expands one (its data defines `$labels`, `$externalLabels`, `$externalURL`, `$value`):
+/// an action left open, and a variable used but never declared. One pass over the text.
+pub fn template_check(text: &str) -> Result<(), String> {
+    if !text.contains("{{") {
+        return Ok(());
+    }
+    let mut declared: BTreeSet<&str> = ["labels", "externalLabels", "externalURL", "value"].into_iter().collect();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { return Err("unclosed action".into()) };
+        let action = &after[..close];
+        // Skip comments and string literals; collect `$name` tokens in order.
+        if !action.trim_start_matches('-').trim_start().starts_with("/*") {
+            let b = action.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                match b[i] {
+                    q @ (b'"' | b'`' | b'\'') => {
+                        i += 1;
+                        while i < b.len() && b[i] != q {
+                            i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+                        }
+                    }
+                    b'$' => {
+                        let start = i + 1;
+                        let mut end = start;
+                        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                            end += 1;
+                        }
+                        let name = &action[start..end];
+                        let tail = action[end..].trim_start();
+                        let declares = tail.starts_with(":=") || tail.starts_with(',') && action.contains(":=");
+                        if !name.is_empty() && !declares && !declared.contains(name) {
+                            return Err(format!("undefined variable \"${name}\""));
+                        }
+                        declared.insert(name);
+                        i = end;
+                        continue;
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    Ok(())
+}
+
 fn valid_metric_name(s: &str) -> bool {
     let mut ch = s.chars();
     matches!(ch.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':') && ch.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// Files at least this large are read group by group.
+const BY_GROUP: usize = 1 << 20;
+
+/// Read a rules file. A large one is read one group at a time: the YAML reader holds a
+/// whole document's events in memory (several times the text), so a 10 MB file read at
+/// once peaks at hundreds of MB; a group at a time it peaks at the model's size. Any
+/// doubt (another top-level key, a group that does not read alone) reads the whole file,
+/// which also gives the exact error.
+fn read_rules(src: &Source, sink: &mut Sink) -> Option<RuleFile> {
+    if src.text.len() >= BY_GROUP && src.invalid_utf8.is_none() {
+        if let Some(rf) = read_rules_by_group(&src.text) {
+            return Some(rf);
+        }
+    }
+    parse_yaml::<Option<RuleFile>>(src, sink, "rules file").map(Option::unwrap_or_default)
+}
+
+fn read_rules_by_group(text: &str) -> Option<RuleFile> {
+    let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    let mut lines = text.split_inclusive('\n').scan(0usize, |off, l| {
+        let at = *off;
+        *off += l.len();
+        Some((at, l))
+    });
+    // Only comments before `groups:`, and nothing after it on its line.
+    loop {
+        let (_, l) = lines.next()?;
+        if blank(l) {
+            continue;
+        }
+        if l.trim_end() == "groups:" {
+            break;
+        }
+        return None;
+    }
+    let mut starts: Vec<usize> = Vec::new();
+    let mut indent: Option<usize> = None;
+    for (at, l) in lines {
+        if blank(l) {
+            continue;
+        }
+        let n = l.len() - l.trim_start_matches(' ').len();
+        let item = l[n..].starts_with("- ") || l[n..].trim_end() == "-";
+        match indent {
+            None if item => indent = Some(n),
+            None => return None,
+            Some(k) if n < k => return None,
+            _ => {}
+        }
+        if Some(n) == indent && item {
+            starts.push(at);
+        } else if Some(n) == indent {
+            return None;
+        }
+    }
+    let mut groups = Vec::new();
+    for (i, &from) in starts.iter().enumerate() {
+        let to = starts.get(i + 1).copied().unwrap_or(text.len());
+        let part: Vec<crate::stack::prometheus::RuleGroup> = serde_yaml::from_str(&text[from..to]).ok()?;
+        groups.extend(part);
+    }
+    Some(RuleFile { groups, extra: Default::default() })
+}
+
 pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Option<RuleFile> {
-    let rf: RuleFile = parse_yaml::<Option<RuleFile>>(src, sink, "rules file")?.unwrap_or_default();
-    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::CURRENT);
+    let rf: RuleFile = read_rules(src, sink)?;
+    let ver = ctx.map(|c| c.prometheus).unwrap_or(Version::PINNED_PROMETHEUS);
     check_keys(sink, src, Product::Rules, ver, "", &rf.extra, versions::RULE_FILE, "the rules file");
     let mut groups = BTreeSet::new();
     for (g, group) in rf.groups.iter().enumerate() {
@@ -325,15 +443,19 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                             "use [a-zA-Z_:][a-zA-Z0-9_:]*",
                         );
                     }
-                    if rule.for_.is_some() || !rule.annotations.is_empty() {
-                        sink.at(
-                            Severity::Error,
-                            "rules.invalid",
-                            src,
-                            &base,
-                            format!("recording rule `{rec}` has `for` or `annotations`, which only alerting rules take"),
-                            "remove them",
-                        );
+                    for (field, set) in
+                        [("for", rule.for_.is_some()), ("keep_firing_for", rule.keep_firing_for.is_some()), ("annotations", !rule.annotations.is_empty())]
+                    {
+                        if set {
+                            sink.at(
+                                Severity::Error,
+                                "rules.invalid",
+                                src,
+                                &format!("{base}/{field}"),
+                                format!("invalid field '{field}' in recording rule `{rec}`: only alerting rules take it"),
+                                "remove it, or make the rule an alert",
+                            );
+                        }
                     }
                 }
                 (Some(name), None) => {
@@ -341,20 +463,48 @@ pub fn check_rules(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Opt
                     labels.sort();
                     let key = (name.clone(), labels);
                     if let Some(first) = alerts.get(&key) {
+                        // promtool only warns ("duplicate rule(s) found ... Might cause
+                        // inconsistency"); Prometheus loads both rules.
                         sink.at(
-                            Severity::Error,
+                            Severity::Warning,
                             "rules.duplicate_alert",
                             src,
                             &format!("{base}/alert"),
                             format!(
-                                "alert `{name}` appears twice in group `{}` with the same labels (first as rule {}); their alerts collide",
+                                "alert `{name}` appears twice in group `{}` with the same labels (first as rule {}): Prometheus loads both, and while both fire they are one alert to Alertmanager (promtool: \"duplicate rule(s) found\")",
                                 group.name,
                                 first + 1
                             ),
-                            "rename one, or give them different labels (e.g. severity)",
+                            "fine when the two expressions are alternatives on purpose; otherwise rename one or give them different labels (e.g. severity)",
                         );
                     } else {
                         alerts.insert(key, r);
+                    }
+                }
+            }
+            for (kind, map) in [("labels", &rule.labels), ("annotations", &rule.annotations)] {
+                for (k, v) in map {
+                    if !super::promcfg::valid_label_name(k) || (kind == "labels" && k == "__name__") {
+                        sink.at(
+                            Severity::Error,
+                            "rules.invalid",
+                            src,
+                            &format!("{base}/{kind}/{k}"),
+                            format!("invalid {} name: {k} (rule `{}`)", if kind == "labels" { "label" } else { "annotation" }, rule.name()),
+                            "names are [a-zA-Z_][a-zA-Z0-9_]*, and a rule cannot set __name__",
+                        );
+                    }
+                    if rule.alert.is_some() {
+                        if let Err(e) = template_check(v.as_str()) {
+                            sink.at(
+                                Severity::Error,
+                                "rules.template",
+                                src,
+                                &format!("{base}/{kind}/{k}"),
+                                format!("{kind}.{k} of `{}` is not a valid template: {e}; Prometheus refuses the file", rule.name()),
+                                "alert templates know $labels, $externalLabels, $externalURL and $value, and variables they declare with :=",
+                            );
+                        }
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! Which keys each Prometheus/Alertmanager release reads. Both read their files strictly
 //! (Go `UnmarshalStrict`), so a key the pinned release does not know stops it from
 //! starting. Inside a stack the pinned image's version decides; lone files are read
-//! with the syntax of current releases (`Version::CURRENT`).
+//! with the versions stackproof pins by default (`Version::PINNED_*`).
 //!
 //! Versions come from the upstream changelogs and config structs (research notes and
 //! the realworld README: `tracing` in Alertmanager 0.30, route `labels` in 0.34).
@@ -16,6 +16,10 @@ pub struct Version(pub u32, pub u32, pub u32);
 impl Version {
     /// Read with current syntax.
     pub const CURRENT: Version = Version(u32::MAX, 0, 0);
+    /// What a lone file is checked against: the releases stackproof pins (the default
+    /// stack's images, `stack/stackproof.yml`), so a key they refuse is an error alone too.
+    pub const PINNED_PROMETHEUS: Version = Version(2, 42, 0);
+    pub const PINNED_ALERTMANAGER: Version = Version(0, 25, 0);
 
     /// The version in an image reference's tag: `prom/alertmanager:v0.25.0` -> 0.25.0.
     pub fn from_image(image: &str) -> Option<Version> {
@@ -55,7 +59,7 @@ pub const PROM_TOP: Keys = &[
     ("storage", ALWAYS),
     ("tracing", v(2, 32)),
     ("scrape_config_files", v(2, 43)),
-    ("otlp", v(2, 52)),
+    ("otlp", v(2, 55)),
     ("runtime", v(2, 53)),
 ];
 pub const PROM_GLOBAL: Keys = &[
@@ -98,6 +102,27 @@ pub const PROM_SCRAPE: Keys = &[
     ("ec2_sd_configs", ALWAYS),
     ("gce_sd_configs", ALWAYS),
     ("azure_sd_configs", ALWAYS),
+    // The other service discoveries Prometheus 2.42 ships (28 in all with the above;
+    // `discovery/install`): each reads `<name>_sd_configs` in a scrape config.
+    ("digitalocean_sd_configs", ALWAYS),
+    ("eureka_sd_configs", ALWAYS),
+    ("hetzner_sd_configs", ALWAYS),
+    ("ionos_sd_configs", v(2, 36)),
+    ("kuma_sd_configs", ALWAYS),
+    ("lightsail_sd_configs", ALWAYS),
+    ("linode_sd_configs", ALWAYS),
+    ("marathon_sd_configs", ALWAYS),
+    ("nerve_sd_configs", ALWAYS),
+    ("nomad_sd_configs", v(2, 36)),
+    ("openstack_sd_configs", ALWAYS),
+    ("ovhcloud_sd_configs", v(2, 40)),
+    ("puppetdb_sd_configs", ALWAYS),
+    ("scaleway_sd_configs", ALWAYS),
+    ("serverset_sd_configs", ALWAYS),
+    ("triton_sd_configs", ALWAYS),
+    ("uyuni_sd_configs", ALWAYS),
+    ("vultr_sd_configs", v(2, 37)),
+    ("stackit_sd_configs", v(3, 1)),
     ("relabel_configs", ALWAYS),
     ("metric_relabel_configs", ALWAYS),
     ("sample_limit", ALWAYS),
@@ -130,6 +155,9 @@ pub const PROM_SCRAPE: Keys = &[
     ("metric_name_validation_scheme", v(3, 0)),
     ("scrape_failure_log_file", v(2, 55)),
 ];
+pub const PROM_STORAGE: Keys = &[("tsdb", v(2, 39)), ("exemplars", ALWAYS)];
+pub const PROM_STORAGE_TSDB: Keys = &[("out_of_order_time_window", v(2, 39))];
+pub const PROM_STORAGE_EXEMPLARS: Keys = &[("max_exemplars", ALWAYS)];
 pub const PROM_ALERTING: Keys = &[("alertmanagers", ALWAYS), ("alert_relabel_configs", ALWAYS)];
 pub const PROM_AM: Keys = &[
     ("scheme", ALWAYS),
@@ -249,7 +277,7 @@ pub fn check_keys(sink: &mut Sink, src: &Source, product: Product, version: Vers
                 "version.unsupported",
                 src,
                 &at,
-                format!("`{k}` in {what} needs {} {} or newer; the stack pins {}, which refuses to load this file", product.name(), since, version),
+                format!("`{k}` in {what} needs {} {} or newer; the pinned {} refuses to load this file", product.name(), since, version),
                 format!("remove `{k}`, or pin a {} image of {} or newer in stackproof.yml", product.name(), since),
             ),
             Some(_) => {}

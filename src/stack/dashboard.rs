@@ -182,6 +182,8 @@ pub struct Dashboard {
     pub variables: Vec<Variable>,
     panels: Vec<PanelRef>,
     values: HashMap<String, usize>,
+    /// Variables a row or panel repeats over: each copy gets one value of the variable.
+    repeats: std::collections::HashSet<String>,
 }
 
 impl Dashboard {
@@ -214,7 +216,14 @@ impl Dashboard {
             }
         }
         let values = variables.iter().enumerate().map(|(i, v)| (v.name.clone(), i)).collect();
-        Dashboard { raw, title, uid, schema_version, inputs, variables, panels, values }
+        let mut repeats = std::collections::HashSet::new();
+        let rows = raw.get("rows").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        collect_repeats(raw.get("panels").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default(), &mut repeats);
+        collect_repeats(rows, &mut repeats);
+        for r in rows {
+            collect_repeats(r.get("panels").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default(), &mut repeats);
+        }
+        Dashboard { raw, title, uid, schema_version, inputs, variables, panels, values, repeats }
     }
 
     /// Whether the file is the API's wrapper `{"dashboard": {...}}` rather than a model.
@@ -229,6 +238,25 @@ impl Dashboard {
 
     pub fn variable(&self, name: &str) -> Option<&Variable> {
         self.values.get(name).map(|&i| &self.variables[i])
+    }
+
+    /// Whether a row or panel repeats over this variable (each copy sees one value).
+    pub fn is_repeated(&self, name: &str) -> bool {
+        self.repeats.contains(name)
+    }
+
+    /// Whether a reference may go to Prometheus, resolving a datasource variable to the
+    /// plugin it picks (`{"uid": "$loki"}` with `loki` a `datasource` variable of query
+    /// `loki` does not).
+    pub fn may_be_prometheus(&self, r: &DsRef) -> bool {
+        if let Some(v) = r.variable().and_then(|n| self.variable(n)) {
+            if v.kind == "datasource" {
+                if let Some(plugin) = v.query.as_deref().filter(|q| !q.is_empty()) {
+                    return plugin == "prometheus";
+                }
+            }
+        }
+        r.may_be_prometheus()
     }
 
     /// Every datasource reference with its path: panels, targets, variables and annotations.
@@ -255,6 +283,17 @@ impl Dashboard {
             }
         }
         out
+    }
+}
+
+fn collect_repeats(list: &[Value], out: &mut std::collections::HashSet<String>) {
+    for p in list {
+        if let Some(r) = p.get("repeat").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+            out.insert(r.trim_start_matches('$').to_string());
+        }
+        if let Some(children) = p.get("panels").and_then(Value::as_array) {
+            collect_repeats(children, out);
+        }
     }
 }
 

@@ -17,11 +17,120 @@ pub struct Query {
 }
 
 /// Parse one PromQL expression. The error is the parser's message.
+///
+/// `promql-parser` takes time quadratic in the length of a chain of binary operators
+/// (`up + up + ... + up`): each new node asks its left operand for its value type, and
+/// `Expr::value_type` recurses down the whole left-deep chain (16,000 terms: 26 s). A long
+/// chain of one precedence class of arithmetic (`+ -` or `* / %`, no modifiers) is read
+/// regrouped as a balanced tree instead: which terms are grouped does not change whether
+/// arithmetic on scalars and vectors is valid, nor which selectors it has, and a balanced
+/// tree is O(log n) deep, so reading it is O(n log n).
 pub fn parse(text: &str) -> Result<Query, String> {
     if text.trim().is_empty() {
         return Err("empty expression".into());
     }
+    if let Some(terms) = long_chain(text) {
+        let regrouped = balance(&terms);
+        return parser::parse(&regrouped).map(|ast| Query { ast }).map_err(|e| format!("{e} (in a chain of {} terms, read regrouped)", terms.len()));
+    }
     parser::parse(text).map(|ast| Query { ast })
+}
+
+/// Chains shorter than this are parsed as written.
+const LONG_CHAIN: usize = 64;
+
+/// The terms of `text` when it is a long chain of `+ -` or of `* / %` at the top level,
+/// each with the operator before it (`""` for the first).
+fn long_chain(text: &str) -> Option<Vec<(&str, &str)>> {
+    let b = text.as_bytes();
+    if b.len() < LONG_CHAIN * 3 {
+        return None;
+    }
+    let (mut depth, mut i, mut start) = (0i32, 0usize, 0usize);
+    let mut class: Option<bool> = None; // true: + -, false: * / %
+    let mut terms: Vec<(&str, &str)> = Vec::new();
+    let mut op_before = "";
+    let mut expect_operand = true; // a `-`/`+` here is unary
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    i += if b[i] == b'\\' && c != b'`' { 2 } else { 1 };
+                }
+                expect_operand = false;
+            }
+            b'(' | b'{' | b'[' => depth += 1,
+            b')' | b'}' | b']' => {
+                depth -= 1;
+                expect_operand = false;
+            }
+            b'#' if depth == 0 => return None, // a comment: read as written
+            _ if depth > 0 => {}
+            b'+' | b'-' | b'*' | b'/' | b'%' => {
+                let additive = c == b'+' || c == b'-';
+                let exponent = additive && i > 0 && matches!(b[i - 1], b'e' | b'E') && number_before(&text[..i - 1]);
+                if !(expect_operand && additive) && !exponent {
+                    if *class.get_or_insert(additive) != additive {
+                        return None;
+                    }
+                    terms.push((op_before, &text[start..i]));
+                    op_before = &text[i..i + 1];
+                    start = i + 1;
+                    expect_operand = true;
+                }
+            }
+            b'^' | b'=' | b'!' | b'<' | b'>' => return None,
+            _ if c.is_ascii_alphabetic() || c == b'_' => {
+                let w = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                    i += 1;
+                }
+                if matches!(&text[w..i], "on" | "ignoring" | "group_left" | "group_right" | "bool" | "and" | "or" | "unless" | "atan2") {
+                    return None;
+                }
+                expect_operand = false;
+                continue;
+            }
+            _ if !c.is_ascii_whitespace() => expect_operand = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    terms.push((op_before, &text[start..]));
+    (terms.len() > LONG_CHAIN && depth == 0 && terms.iter().all(|(_, t)| !t.trim().is_empty())).then_some(terms)
+}
+
+/// Whether `s` ends with a number's mantissa (`1.5` in `1.5e-3`).
+fn number_before(s: &str) -> bool {
+    let tail = s.rsplit(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap_or("");
+    !tail.is_empty() && s[..s.len() - tail.len()].chars().last().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+}
+
+/// The chain as a balanced tree of parenthesised halves.
+fn balance(terms: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(terms.iter().map(|(_, t)| t.len() + 4).sum::<usize>() * 2);
+    build(terms, &mut out);
+    out
+}
+
+fn build(terms: &[(&str, &str)], out: &mut String) {
+    if terms.len() == 1 {
+        out.push_str(terms[0].1);
+        return;
+    }
+    let mid = terms.len() / 2;
+    out.push('(');
+    build(&terms[..mid], out);
+    out.push_str(") ");
+    out.push_str(terms[mid].0);
+    out.push_str(" (");
+    // The right half's first term has no operator before it inside its parentheses.
+    let mut right: Vec<(&str, &str)> = terms[mid..].to_vec();
+    right[0].0 = "";
+    build(&right, out);
+    out.push(')');
 }
 
 /// Every vector selector in the expression (also those inside range selectors).
@@ -310,6 +419,25 @@ pub fn impossible_selectors(ast: &Expr) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_chains_are_read_regrouped_in_linear_time() {
+        let chain = vec!["up"; 50_000].join(" + ");
+        let t = std::time::Instant::now();
+        let q = parse(&chain).unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(metric_names(&q.ast).into_iter().collect::<Vec<_>>(), vec!["up".to_string()]);
+        // Mixed precedence, comparisons, modifiers and unary minus: read as written.
+        let mixed = vec!["a * 2"; 100].join(" + ");
+        assert!(long_chain(&mixed).is_none() && parse(&mixed).is_ok());
+        assert!(long_chain(&vec!["a"; 100].join(" + on(x) ")).is_none());
+        let signed = format!("-1e-3 + {}", vec!["-x{a=\"+-\"}"; 100].join(" - "));
+        assert_eq!(long_chain(&signed).map(|t| t.len()), Some(101));
+        assert!(parse(&signed).is_ok());
+        // A broken term is still an error.
+        let broken = format!("{} + rate(up)", vec!["up"; 100].join(" + "));
+        assert!(parse(&broken).is_err());
+    }
 
     fn out(q: &str) -> OutputLabels {
         output_labels(&parse(q).unwrap().ast)

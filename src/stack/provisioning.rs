@@ -47,6 +47,8 @@ pub struct Datasource {
     pub uid: Option<String>,
     pub url: Option<String>,
     pub is_default: Option<bool>,
+    /// The organisation (1 when unset).
+    pub org_id: Option<i64>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -73,6 +75,10 @@ impl Datasource {
     }
     pub fn is_default(&self) -> bool {
         self.is_default == Some(true)
+    }
+    /// The organisation the datasource belongs to (Grafana's default: 1).
+    pub fn org_id(&self) -> i64 {
+        self.org_id.filter(|o| *o > 0).unwrap_or(1)
     }
 }
 

@@ -59,7 +59,8 @@ impl Default for Builtins {
 impl Builtins {
     fn get(&self, name: &str) -> Option<&str> {
         Some(match name {
-            "__interval" => &self.interval,
+            // `$__auto` (Grafana 11+): the auto interval, like `$__interval`.
+            "__interval" | "__auto" => &self.interval,
             "__interval_ms" => &self.interval_ms,
             "__rate_interval" => &self.rate_interval,
             "__rate_interval_ms" => &self.rate_interval_ms,
@@ -145,6 +146,12 @@ impl Dashboard {
     }
 
     fn render(&self, v: &Variable, fmt: Option<&str>, b: &Builtins) -> String {
+        if self.is_repeated(&v.name) {
+            // A repeated row or panel: each copy gets one plain value of the variable,
+            // which may sit anywhere (even inside a metric name), never "All" or a regex.
+            let one = v.current.iter().chain(&v.options).find(|s| !s.is_empty() && *s != "$__all" && *s != "All" && !s.contains(['*', '|', '$']));
+            return one.cloned().unwrap_or_else(|| "repeated".to_string());
+        }
         let (vals, raw_all) = self.default_values(v, b);
         if raw_all {
             return vals.into_iter().next().unwrap_or_default();
