@@ -291,7 +291,7 @@ pub(crate) async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &
     entry["release"] = json!(conn.state.current);
 
     let t1 = std::time::Instant::now();
-    let (ok, checks_error) = match crate::verify::on_host::checks(&conn, stack, &host, true).await {
+    let (ok, checks_error) = match crate::verify::on_host::checks(&conn, stack, &host, true, crate::verify::receivers::Since::LastVerification).await {
         Ok(report) => {
             let failed: Vec<Value> = report.failed().map(|c| json!({"name": c.name, "detail": c.detail})).collect();
             entry["checks"] = json!({"total": report.checks.len(), "failed": failed.len(), "passed": report.checks.len() - failed.len()});

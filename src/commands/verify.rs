@@ -10,6 +10,7 @@ use crate::remote::lock::{lock, release_lock};
 use crate::remote::{layout, Conn};
 use crate::stack::Stack;
 use crate::verify::on_host::{checks, journal};
+use crate::verify::receivers::Since;
 use crate::verify::Report;
 use std::path::Path;
 
@@ -38,7 +39,7 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, html: Option<&Path>
                 // Ctrl-C during the checks: stop here (the lock is released below). The
                 // drill handles signals itself, so that it always restarts the exporter.
                 let mut report = tokio::select! {
-                    r = checks(&conn, stack, host, quiet) => r?,
+                    r = checks(&conn, stack, host, quiet, Since::LastVerification) => r?,
                     _ = crate::signals::interrupted() => return Err(Error::Interrupted),
                 };
                 let d = run_with(&conn, stack, b, &DrillOptions { real, quiet }).await?;
@@ -54,7 +55,7 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, html: Option<&Path>
             release_lock(&conn.ssh, &lock).await;
             r
         }
-        _ => checks(&conn, stack, host, quiet).await,
+        _ => checks(&conn, stack, host, quiet, Since::LastVerification).await,
     };
     let report = match result {
         Ok(r) => r,

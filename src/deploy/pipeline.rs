@@ -219,7 +219,7 @@ pub async fn apply(
     pass.done(Step::Exporter, t, Some(&plan), fx, r)?;
 
     let t = Instant::now();
-    let r = crate::verify::on_host::checks(conn, stack, conn.ssh.host(), quiet).await;
+    let r = crate::verify::on_host::checks(conn, stack, conn.ssh.host(), quiet, crate::verify::receivers::Since::Now).await;
     let report = pass.done(Step::Checks, t, Some(&plan), untouched(), r)?;
     Ok(Outcome { plan, report, touched: pass.touched })
 }

@@ -150,6 +150,15 @@ fn read_text(path: &Path) -> Result<String, String> {
 }
 
 /// Read a service's config: the file as YAML (for comparisons) and as its typed model.
+/// An absolute path under the stack directory, as a service reading the stack's files in
+/// place names them, mapped to the container path of the same file.
+fn host_to_container(p: &str, dir: &Path) -> String {
+    match Path::new(p).strip_prefix(dir) {
+        Ok(rest) if Path::new(p).is_absolute() => format!("{}/{}", crate::stack::manifest::CONTAINER_CURRENT, rest.display()),
+        _ => p.to_string(),
+    }
+}
+
 /// Read through `Stack::read_text`, so a file as deployed to a host (its Alertmanager
 /// config with the host's receivers) is what verify and the drill compare against.
 fn read_config<T>(stack: &Stack, rel: &str, parse: fn(&str) -> Result<T, serde_yaml::Error>) -> (Option<serde_yaml::Value>, Result<T, String>) {
@@ -191,7 +200,7 @@ impl StackFiles {
             let base = paths::parent(&f.prometheus.file).to_string();
             let mut rule_files = vec![];
             for pat in &cfg.rule_files {
-                let Some(rel) = paths::resolve(pat, &base) else {
+                let Some(rel) = paths::resolve(&host_to_container(pat, dir), &base) else {
                     f.problems.push(Problem { part: Part::Rules, message: format!("rule file pattern {pat} points outside the stack") });
                     continue;
                 };
@@ -242,6 +251,15 @@ impl StackFiles {
                 }
             };
             for p in pf.providers() {
+                // A provider path under the stack directory itself (services run on
+                // the stack's files directly, as the tests' local world does) is the
+                // same as its container path.
+                let mut p = p.clone();
+                if let Some(path) = p.path().map(|x| host_to_container(x, dir)) {
+                    let key = if p.options.contains_key("path") { "path" } else { "folder" };
+                    p.options.insert(key.into(), serde_yaml::Value::String(path));
+                }
+                let p = &p;
                 max_update = Some(max_update.unwrap_or_default().max(p.update_interval()));
                 let idx = f.providers.len();
                 f.providers.push(Served { file: file.clone(), provider: p.clone(), dashboards: p.dashboards(&list) });

@@ -28,11 +28,15 @@ pub async fn input(conn: &Conn, stack: &Stack, host: &Host) -> Result<VerifyInpu
 /// Run every check against the host: the checks through the tunnels, and (through the
 /// SSH connection) whether each receiver is reachable from the host and Alertmanager
 /// has delivered since the last verification.
-pub async fn checks(conn: &Conn, stack: &Stack, host: &Host, quiet: bool) -> Result<Report> {
+/// `since`: which failed notifications count against this verification.
+pub async fn checks(conn: &Conn, stack: &Stack, host: &Host, quiet: bool, since: receivers::Since) -> Result<Report> {
     let input = input(conn, stack, host).await?;
     let progress = Progress::step("verifying", quiet);
-    let (mut report, reach, (delivered, counts)) =
-        tokio::join!(super::run(&input, &progress), receivers::reachable(conn, stack, host), receivers::notifications(conn, &input.endpoints.alertmanager));
+    let (mut report, reach, (delivered, counts)) = tokio::join!(
+        super::run(&input, &progress),
+        receivers::reachable(conn, stack, host),
+        receivers::notifications(conn, &input.endpoints.alertmanager, since, &stack.manifest.drill.receiver)
+    );
     report.add(reach);
     report.add(vec![delivered]);
     report.notifications_failed = counts;

@@ -217,17 +217,21 @@ def escape(value):
 
 
 class Runner(threading.Thread):
-    """Runs the suite at start and then every `interval` seconds (measured start to
-    start; a run that overruns is followed at once by the next)."""
+    """Runs the suite at start, again `warmup` seconds later (so that rates and latency
+    percentiles have two samples right after a start, not one interval later), and then
+    every `interval` seconds (measured start to start; a run that overruns is followed
+    at once by the next)."""
 
-    def __init__(self, tests, interval, metrics, stop):
+    def __init__(self, tests, interval, metrics, stop, warmup=0.0):
         super().__init__(name="suite-runner", daemon=True)
         self.tests, self.interval, self.metrics, self.stop = tests, interval, metrics, stop
+        self.warmup = warmup
         self.current = None  # the running Popen, so a shutdown can kill it
         self.current_lock = threading.Lock()
 
     def run(self):
         next_start = time.monotonic()
+        runs = 0
         while not self.stop.is_set():
             results = []
             for t in self.tests:
@@ -240,7 +244,8 @@ class Runner(threading.Thread):
             failed = [n for n, o, _ in results if o != "pass"]
             log("run finished: %d/%d passed%s" % (len(results) - len(failed), len(results),
                                                     (", not passed: " + ", ".join(failed)) if failed else ""))
-            next_start += self.interval
+            runs += 1
+            next_start += self.warmup if runs == 1 and 0 < self.warmup < self.interval else self.interval
             now = time.monotonic()
             if next_start < now:
                 next_start = now
@@ -324,6 +329,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Run the stack's smoke tests and expose the results for Prometheus.")
     ap.add_argument("--listen", default="127.0.0.1:9101", help="HOST:PORT to serve /metrics on (default 127.0.0.1:9101)")
     ap.add_argument("--interval", default="30s", help="time between the starts of two runs (default 30s)")
+    ap.add_argument("--warmup", default="2s", help="start the second run this long after the first (0 = one interval), so a fresh start has two samples at once (default 2s)")
     ap.add_argument("--tests", default="host_exporter/tests.json", help="JSON file listing the tests")
     ap.add_argument("--pid-file", help="write the process id here once listening")
     args = ap.parse_args(argv)
@@ -331,6 +337,7 @@ def main(argv=None):
     try:
         host, port = parse_listen(args.listen)
         interval = parse_duration(args.interval)
+        warmup = parse_duration(args.warmup) if args.warmup not in ("0", "0s") else 0.0
         tests = load_tests(args.tests)
     except ConfigError as e:
         log("error: %s" % e)
@@ -363,7 +370,7 @@ def main(argv=None):
     # A short poll interval so that shutdown() returns quickly after SIGTERM.
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
     serving.start()
-    runner = Runner(tests, interval, metrics, stop)
+    runner = Runner(tests, interval, metrics, stop, warmup)
     runner.start()
     log("listening on %s, %d tests every %gs" % (args.listen, len(tests), interval))
 

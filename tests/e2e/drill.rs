@@ -132,11 +132,13 @@ fn a_for_too_long_is_refused_before_the_exporter_stops() {
     let msg = e["message"].as_str().unwrap();
     assert!(msg.contains("StackproofDrill") && msg.contains("for: 30m") && msg.contains("drill.timeout (2m)"), "{msg}");
     assert!(t.elapsed() < Duration::from_secs(5), "refused up front, not after waiting");
-    // --drill-real on the default stack: HostExporterDown's `for: 1m` plus the critical
-    // route's group_interval do not fit in 2m either.
-    let o = sp(&["verify", "--host", "sandbox", "--drill-real", "--format", "json"]);
+    // --drill-real waits for HostExporterDown (`for: 1m`) and the critical route's
+    // group_interval: refused up front when drill.real_timeout is shorter.
+    let short = stack_copy(&[("stackproof.yml", "drill:\n", "drill:\n  real_timeout: 1m\n")]);
+    let o = sp(&["verify", "--host", "sandbox", "--stack", short.path().to_str().unwrap(), "--drill-real", "--format", "json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(json(&o)["error"]["message"].as_str().unwrap().contains("HostExporterDown"));
+    let msg = json(&o)["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("HostExporterDown") && msg.contains("drill.real_timeout (1m)"), "{msg}");
     assert_eq!(exporter_pid(), pid_before, "the exporter was restarted");
     assert_exporter_running(Duration::from_secs(1));
 }

@@ -22,6 +22,11 @@ struct Exporter {
 }
 
 fn start(dir: &std::path::Path, tests_json: &serde_json::Value, interval: &str) -> Exporter {
+    start_with(dir, tests_json, interval, "0")
+}
+
+/// `warmup`: when the second run starts after the first (`0`: one interval later).
+fn start_with(dir: &std::path::Path, tests_json: &serde_json::Value, interval: &str, warmup: &str) -> Exporter {
     let tests = dir.join("tests.json");
     std::fs::write(&tests, serde_json::to_vec_pretty(tests_json).unwrap()).unwrap();
     let port = free_port();
@@ -29,6 +34,7 @@ fn start(dir: &std::path::Path, tests_json: &serde_json::Value, interval: &str) 
         .arg(exporter_script())
         .arg(format!("--listen=127.0.0.1:{port}"))
         .arg(format!("--interval={interval}"))
+        .arg(format!("--warmup={warmup}"))
         .arg(format!("--tests={}", tests.display()))
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -339,6 +345,23 @@ fn before_the_first_run_only_zero_counters_are_exposed() {
 
     let status = sigterm(&mut exp, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn after_a_start_the_second_run_follows_the_first_within_the_warmup_not_an_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = serde_json::json!({"tests": [{"name": "ok", "argv": ["true"]}]});
+    let t0 = Instant::now();
+    let mut exp = start_with(dir.path(), &tests, "1h", "1s");
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(20), |b| b.contains("\nsuite_runs_total 2"));
+    assert!(t0.elapsed() < Duration::from_secs(15), "two runs took {:?}", t0.elapsed());
+    let (samples, _) = parse_exposition(&body);
+    assert_eq!(value(&samples, "suite_runs_total", &[]), Some(2.0), "{body}");
+    // Then the interval: no third run for an hour.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (samples, _) = parse_exposition(&wait_for_metrics(&mut exp, Duration::from_secs(5), |_| true));
+    assert_eq!(value(&samples, "suite_runs_total", &[]), Some(2.0));
+    assert_eq!(sigterm(&mut exp, Duration::from_secs(10)).code(), Some(0));
 }
 
 #[test]

@@ -46,7 +46,8 @@ fn drill_real_pages_the_sandbox_with_the_real_alert_marked_as_a_drill() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let d = &j["drill"];
     assert_eq!((d["ok"].as_bool(), d["real"].as_bool(), d["delivered"].as_bool()), (Some(true), Some(true), Some(true)), "{d:#}");
-    let handed = d["stages"].as_array().unwrap().iter().find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("HostExporterDown handed to critical"))).unwrap();
+    let handed =
+        d["stages"].as_array().unwrap().iter().find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("HostExporterDown handed to critical"))).unwrap();
     assert_eq!(handed["ok"], true, "{handed:#}");
     // The page a person reads, in the sandbox's webhook store: the real alert, firing,
     // saying it is a drill.
@@ -91,18 +92,33 @@ fn bad_receiver_entries_are_refused_before_the_host_is_touched() {
     // Nothing listens on this port: had stackproof connected, it would say host_unreachable.
     let port = free_port();
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_yaml::Mapping)>)> = vec![
-        ("receiver_unknown", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().insert("pager".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/'}}"));
-        })),
-        ("hosts_file_invalid", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().insert("critical".into(), receiver("{webhook: {url: 'not a url'}}"));
-        })),
-        ("secret_missing", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().insert("critical".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/', bearer_token: {env: STACKPROOF_E2E_UNSET}}}"));
-        })),
-        ("receiver_missing", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().remove("warning");
-        })),
+        (
+            "receiver_unknown",
+            Box::new(|e| {
+                e["receivers"].as_mapping_mut().unwrap().insert("pager".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/'}}"));
+            }),
+        ),
+        (
+            "hosts_file_invalid",
+            Box::new(|e| {
+                e["receivers"].as_mapping_mut().unwrap().insert("critical".into(), receiver("{webhook: {url: 'not a url'}}"));
+            }),
+        ),
+        (
+            "secret_missing",
+            Box::new(|e| {
+                e["receivers"]
+                    .as_mapping_mut()
+                    .unwrap()
+                    .insert("critical".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/', bearer_token: {env: STACKPROOF_E2E_UNSET}}}"));
+            }),
+        ),
+        (
+            "receiver_missing",
+            Box::new(|e| {
+                e["receivers"].as_mapping_mut().unwrap().remove("warning");
+            }),
+        ),
     ];
     for (kind, edit) in cases {
         let (_hosts, hosts) = hosts_override(|e| {
@@ -144,4 +160,102 @@ fn a_host_that_pages_nobody_on_purpose_warns_and_is_never_green() {
     assert!(g["findings"].as_array().unwrap().iter().any(|f| f["name"] == "paging"), "{g:#}");
     let o = sp_env(&["status", "--host", "sandbox"], &env);
     assert!(String::from_utf8_lossy(&o.stdout).contains("NOBODY IS PAGED"), "{}", text(&o));
+}
+
+/// A pager that answers what is not a notification (the probe's OPTIONS) and refuses
+/// every notification (POST) with 500, on loopback; it stops with the test.
+struct RefusingPager {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RefusingPager {
+    fn start() -> RefusingPager {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+                        let mut buf = [0u8; 8192];
+                        let n = c.read(&mut buf).unwrap_or(0);
+                        let reply: &[u8] = if buf[..n].starts_with(b"POST") {
+                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+                        } else {
+                            b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+                        };
+                        let _ = c.write_all(reply);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        });
+        RefusingPager { port, stop }
+    }
+}
+
+impl Drop for RefusingPager {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn a_notification_that_fails_after_the_deploy_fails_the_next_verify_naming_the_integration() {
+    let _restore = RestoreDefault;
+    let pager = RefusingPager::start();
+    let (_hosts, hosts) = hosts_override(|e| {
+        e["receivers"]
+            .as_mapping_mut()
+            .unwrap()
+            .insert("critical".into(), receiver(&format!("{{webhook: {{url: 'http://127.0.0.1:{}/critical'}}}}", pager.port)));
+    });
+    let env = [("STACKPROOF_HOSTS", hosts.as_path())];
+    // The probe passes (the pager answers OPTIONS); the deploy takes the baseline.
+    let o = sp_env(&["deploy", "--host", "sandbox", "--no-drill", "--format", "json", "--lock-wait", "5m"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // An alert routed to `critical`, straight to Alertmanager (127.0.0.1:9093 on this machine).
+    let alert = |ends: &str| {
+        format!(
+            r#"[{{"labels": {{"alertname": "E2ENotificationRefused", "severity": "critical", "component": "e2e"}}, "annotations": {{"summary": "e2e: the pager refuses notifications"}}, "endsAt": "{ends}"}}]"#
+        )
+    };
+    post_alert(&alert(&chrono_like_now(300)));
+    let j = crate::support::poll(std::time::Duration::from_secs(60), "the failed notification to show in verify", || {
+        let o = sp_env(&["verify", "--host", "sandbox", "--format", "json"], &env);
+        let j = json(&o);
+        match check(&j, "alertmanager: notifications delivered") {
+            Some(c) if c["status"] == "fail" => Ok(j),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let c = check(&j, "alertmanager: notifications delivered").unwrap();
+    let detail = c["detail"].as_str().unwrap();
+    assert!(detail.contains("webhook"), "names the integration: {c:#}");
+    assert!(detail.contains("last error"), "with Alertmanager's last error: {c:#}");
+    post_alert(&alert(&chrono_like_now(0)));
+}
+
+/// RFC 3339 UTC, `secs` from now.
+fn chrono_like_now(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn post_alert(body: &str) {
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; r = urllib.request.Request('http://127.0.0.1:9093/api/v2/alerts', data=sys.argv[1].encode(), headers={'Content-Type': 'application/json'}, method='POST'); print(urllib.request.urlopen(r, timeout=5).status)",
+            body,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "posting an alert to Alertmanager: {}", String::from_utf8_lossy(&o.stderr));
 }

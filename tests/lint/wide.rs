@@ -1,5 +1,5 @@
 //! The wider real-world corpus (../shared/realworld-wide, README there): lint agrees with
-//! the programs that load each file. The verdicts are in tests/lint_wide_verdicts.tsv, made by
+//! the programs that load each file. The verdicts are in tests/lint/wide_verdicts.tsv, made by
 //! scripts/lint-wide-verdicts: promtool 2.42 / amtool 0.25 (tool, version and exit code in each
 //! row) and, for Grafana, the rule of docs/research/grafana-facts.md the row names.
 //!
@@ -26,7 +26,7 @@ struct Verdict {
 }
 
 fn verdicts() -> Vec<Verdict> {
-    let text = include_str!("lint_wide_verdicts.tsv");
+    let text = include_str!("wide_verdicts.tsv");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
