@@ -154,15 +154,21 @@ pub async fn apply(
     fx: &mut Effects,
 ) -> Result<()> {
     let observed = conn.engine.observed(&stack.manifest.name).await?;
-    for action in &plan.containers {
+    if plan.containers.iter().any(|c| !matches!(c, ContainerAction::Keep { .. })) {
+        fx.touch();
+    }
+    // The services do not wait for each other (each is checked on its own later), so
+    // they are brought up at once: a fresh host waits for the slowest, not the sum. Each
+    // action runs to its end, so no container is left between a remove and a create.
+    let observed = &observed;
+    let results = futures_util::future::join_all(plan.containers.iter().map(|action| async move {
         match action {
             ContainerAction::Create { service } | ContainerAction::Recreate { service, .. } => {
                 let spec = specs.iter().find(|s| &s.service == service).expect("spec for planned service");
                 progress.set_message(format!("{service}: starting"));
                 // Grafana keeps its admin password in its database: read the one in force
                 // from the running container before it goes, to change it after.
-                let rotation = grafana::old_admin_secret(conn, spec, &observed, secrets).await;
-                fx.touch();
+                let rotation = grafana::old_admin_secret(conn, spec, observed, secrets).await;
                 for o in observed.iter().filter(|o| &o.service == service) {
                     conn.engine.remove(&o.id).await?;
                 }
@@ -177,19 +183,19 @@ pub async fn apply(
             }
             ContainerAction::Reload { service, .. } => {
                 progress.set_message(format!("{service}: reloading"));
-                fx.touch();
                 reload(conn, stack, service, deadline).await?;
                 progress.println(format!("  {service}: reloaded"));
             }
             ContainerAction::Remove { name, .. } => {
                 if let Some(o) = observed.iter().find(|o| &o.name == name) {
-                    fx.touch();
                     conn.engine.remove(&o.id).await?;
                     progress.println(format!("  {name}: removed"));
                 }
             }
             ContainerAction::Keep { .. } => {}
         }
-    }
-    Ok(())
+        Ok::<(), Error>(())
+    }))
+    .await;
+    results.into_iter().collect()
 }

@@ -43,13 +43,13 @@ pub async fn preflight(conn: &Conn, stack: &Stack, plan: &Plan) -> Result<()> {
 }
 
 /// The exporter step (after the containers). Touches the host from the stop on.
-pub async fn apply(conn: &Conn, stack: &Stack, plan: &Plan, deadline: Instant, fx: &mut Effects, quiet: bool) -> Result<()> {
+pub async fn apply(conn: &Conn, stack: &Stack, plan: &Plan, deadline: Instant, fx: &mut Effects, progress: &Progress) -> Result<()> {
     if plan.exporter == ExporterAction::Keep {
         return Ok(());
     }
     let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd);
     let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: &stack.manifest.host_exporter, mode };
-    let step = Progress::step("host exporter", quiet);
+    progress.set_message("host exporter: restarting");
     fx.touch();
     exp.stop().await?;
     // Our exporter is stopped: whatever still listens on its port is not ours (an
@@ -57,20 +57,18 @@ pub async fn apply(conn: &Conn, stack: &Stack, plan: &Plan, deadline: Instant, f
     // behind a port that answers, and the checks would read the wrong process.
     let port = stack.manifest.host_exporter.port;
     if listeners(&conn.ssh).await?.iter().any(|l| l.port == port) {
-        step.fail(format!("port {port} is taken"));
         return Err(port_in_use(conn, port));
     }
     exp.start().await?;
     if let Err(why) = wait_exporter(conn, stack, deadline).await {
         let log = exp.log_tail().await;
-        step.fail("host exporter does not answer");
         return Err(Error::remote(
             Kind::ExporterFailed,
             format!("the host exporter did not answer: {why}\n  last log lines:\n{}", indent(&log)),
             "check `host_exporter.command` and the exporter's log in <remote_dir>/run/host-exporter.log",
         ));
     }
-    step.finish("host exporter answers");
+    progress.println("  host exporter: answers");
     Ok(())
 }
 

@@ -154,8 +154,12 @@ struct Pass<'d> {
 
 impl Pass<'_> {
     fn done<T>(&mut self, step: Step, started: Instant, plan: Option<&Plan>, fx: Effects, r: Result<T>) -> std::result::Result<T, Failure> {
+        self.done_in(step, started.elapsed(), plan, fx, r)
+    }
+
+    fn done_in<T>(&mut self, step: Step, took: std::time::Duration, plan: Option<&Plan>, fx: Effects, r: Result<T>) -> std::result::Result<T, Failure> {
         self.touched |= fx.touched;
-        self.durations.insert(format!("{}_ms", step.as_str()), started.elapsed().as_millis() as u64);
+        self.durations.insert(format!("{}_ms", step.as_str()), took.as_millis() as u64);
         r.map_err(|error| Failure { step, touched: self.touched, error, plan: plan.cloned() })
     }
 }
@@ -202,21 +206,31 @@ pub async fn apply(
     let r = release::sync(conn, stack, &mut plan, local, existing, &mut fx, quiet).await;
     pass.done(Step::Sync, t, Some(&plan), fx, r)?;
 
-    let (t, mut fx) = (Instant::now(), untouched());
-    let step = Progress::step("reconciling containers", quiet);
-    let r = containers::apply(conn, stack, &plan, &specs, secrets, &step, deadline, &mut fx).await;
-    match &r {
-        Ok(()) => {
-            step.finish("containers reconciled");
+    // The containers and the host exporter do not depend on each other: both at once.
+    let (mut cfx, mut efx) = (untouched(), untouched());
+    let step = Progress::step("reconciling containers and the host exporter", quiet);
+    let timed = |started: Instant| started.elapsed();
+    let ((r, ct), (er, et)) = tokio::join!(
+        async {
+            let t = Instant::now();
+            (containers::apply(conn, stack, &plan, &specs, secrets, &step, deadline, &mut cfx).await, timed(t))
+        },
+        async {
+            let t = Instant::now();
+            (host_exporter::apply(conn, stack, &plan, deadline, &mut efx, &step).await, timed(t))
+        },
+    );
+    match (&r, &er) {
+        (Ok(()), Ok(())) => {
+            step.finish("containers and host exporter up");
             containers::reload_dashboards(conn, stack, &plan, secrets, quiet).await;
         }
-        Err(e) => step.fail(e.to_string()),
+        (Err(e), _) | (_, Err(e)) => step.fail(e.to_string()),
     }
-    pass.done(Step::Containers, t, Some(&plan), fx, r)?;
-
-    let (t, mut fx) = (Instant::now(), untouched());
-    let r = host_exporter::apply(conn, stack, &plan, deadline, &mut fx, quiet).await;
-    pass.done(Step::Exporter, t, Some(&plan), fx, r)?;
+    // Both ran: whichever failed, the host was touched by either.
+    pass.touched |= cfx.touched || efx.touched;
+    pass.done_in(Step::Containers, ct, Some(&plan), cfx, r)?;
+    pass.done_in(Step::Exporter, et, Some(&plan), efx, er)?;
 
     let t = Instant::now();
     let r = crate::verify::on_host::checks(conn, stack, conn.ssh.host(), quiet, crate::verify::receivers::Since::Now).await;

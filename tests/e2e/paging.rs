@@ -163,7 +163,9 @@ fn a_host_that_pages_nobody_on_purpose_warns_and_is_never_green() {
 }
 
 /// A pager that answers what is not a notification (the probe's OPTIONS) and refuses
-/// every notification (POST) with 500, on loopback; it stops with the test.
+/// every notification (POST) with 400, on loopback; it stops with the test. (A 4xx is not
+/// retried by Alertmanager, so the failure is counted at once; a 5xx only when the retries
+/// run out, a group_interval later.)
 struct RefusingPager {
     port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -186,7 +188,7 @@ impl RefusingPager {
                         let mut buf = [0u8; 8192];
                         let n = c.read(&mut buf).unwrap_or(0);
                         let reply: &[u8] = if buf[..n].starts_with(b"POST") {
-                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
                         } else {
                             b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
                         };
@@ -228,7 +230,7 @@ fn a_notification_that_fails_after_the_deploy_fails_the_next_verify_naming_the_i
         )
     };
     post_alert(&alert(&chrono_like_now(300)));
-    let j = crate::support::poll(std::time::Duration::from_secs(60), "the failed notification to show in verify", || {
+    let j = crate::support::poll(std::time::Duration::from_secs(90), "the failed notification to show in verify", || {
         let o = sp_env(&["verify", "--host", "sandbox", "--format", "json"], &env);
         let j = json(&o);
         match check(&j, "alertmanager: notifications delivered") {
