@@ -74,6 +74,7 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
                 sink.at(Severity::Error, "am.matcher_invalid", src, "route", "the root route must not have matchers", "move the matchers to a child route");
             }
             check_route(root, "route", &names, src, ver, sink);
+            check_integrations(&cfg, root, ctx, src, sink);
         }
     }
     for (i, ir) in cfg.inhibit_rules.iter().enumerate() {
@@ -93,6 +94,64 @@ pub fn check_config(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) -> Op
         }
     }
     Some(cfg)
+}
+
+/// Every receiver the routing tree uses must reach someone: one with no integration
+/// (no `*_configs`) pages nobody, unless the manifest says the host entry gives its
+/// endpoints (`receivers.from_host`), and then it must be declared by name only.
+fn check_integrations(cfg: &Config, root: &Route, ctx: Option<&StackCtx>, src: &Source, sink: &mut Sink) {
+    let from_host: Vec<String> = ctx.map(|c| c.manifest.receivers.from_host.clone()).unwrap_or_default();
+    let mut used = vec![];
+    used_receivers(root, &mut used);
+    for (i, r) in cfg.receivers.iter().enumerate() {
+        let configs: Vec<&String> = r.extra.keys().filter(|k| k.ends_with("_configs")).collect();
+        let has = !r.webhook_configs.is_empty() || r.extra.iter().any(|(k, v)| k.ends_with("_configs") && v.as_sequence().is_some_and(|s| !s.is_empty()));
+        let path = format!("receivers/{i}/name");
+        if from_host.contains(&r.name) {
+            if has || !configs.is_empty() {
+                sink.at(
+                    Severity::Error,
+                    "am.receiver_from_host",
+                    src,
+                    &path,
+                    format!(
+                        "receiver `{}` takes its endpoint from each host entry (receivers.from_host in stackproof.yml), but it has integrations here",
+                        r.name
+                    ),
+                    "declare it by name only (`- name: NAME`); give the endpoints under `receivers:` in the host entry",
+                );
+            }
+        } else if !has && used.contains(&r.name) {
+            let (sev, hint) = match ctx {
+                Some(_) => (Severity::Error, "give it an integration (webhook_configs, email_configs, ...), or list it under `receivers.from_host` in stackproof.yml so each host entry gives its endpoint"),
+                None => (Severity::Warning, "give it an integration (webhook_configs, email_configs, ...), unless the deploy tool fills it in per host"),
+            };
+            sink.at(sev, "am.receiver_empty", src, &path, format!("alerts routed to receiver `{}` page nobody: it has no integration", r.name), hint);
+        }
+    }
+    if let Some(ctx) = ctx {
+        for name in from_host.iter().filter(|n| !cfg.receivers.iter().any(|r| &r.name == *n)) {
+            sink.at(
+                Severity::Error,
+                "am.receiver_undefined",
+                src,
+                "receivers",
+                format!("receivers.from_host in stackproof.yml names `{name}`, which this config does not define"),
+                format!("add `- name: {name}` under `receivers:`, or drop it from receivers.from_host in {}", ctx.manifest_src.display),
+            );
+        }
+    }
+}
+
+fn used_receivers(r: &Route, out: &mut Vec<String>) {
+    if let Some(n) = &r.receiver {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    for c in &r.routes {
+        used_receivers(c, out);
+    }
 }
 
 fn check_url(sink: &mut Sink, src: &Source, path: &str, u: &str) {

@@ -346,3 +346,29 @@ fn missing_rule_of_the_drill() {
     let line = c.line_of("stackproof.yml", "alert: StackproofDrill");
     assert_finding(&c.lint(), Error, "drill.rule_missing", "stackproof.yml", line);
 }
+
+#[test]
+fn a_routed_receiver_with_no_integration_pages_nobody() {
+    let c = Copy::new();
+    // `info` no longer comes from the host entry: as declared (by name only), it pages nobody.
+    c.replace("stackproof.yml", "from_host: [critical, warning, info]", "from_host: [critical, warning]");
+    let line = c.line_of(AM, "- name: info");
+    let hit = assert_finding(&c.lint(), Error, "am.receiver_empty", AM, line);
+    assert!(hit.message.contains("`info`") && hit.hint.contains("receivers.from_host"), "{hit:?}");
+}
+
+#[test]
+fn a_host_given_receiver_declared_with_integrations_is_an_error() {
+    let c = Copy::new();
+    let line = c.line_of(AM, "- name: critical");
+    c.replace(AM, "  - name: critical\n", "  - name: critical\n    webhook_configs: [{url: 'http://127.0.0.1:1/'}]\n");
+    assert_finding(&c.lint(), Error, "am.receiver_from_host", AM, line);
+}
+
+#[test]
+fn receivers_from_host_naming_an_undefined_receiver_is_an_error() {
+    let c = Copy::new();
+    c.replace("stackproof.yml", "from_host: [critical, warning, info]", "from_host: [critical, warning, info, pager]");
+    let f = c.lint();
+    assert!(f.iter().any(|x| x.code == "am.receiver_undefined" && x.message.contains("`pager`")), "{}", show(&f));
+}
