@@ -207,7 +207,9 @@ pub fn journal_path(host: &str) -> PathBuf {
 
 pub(crate) fn journal_local(host: &str, entry: &Value) {
     let path = journal_path(host);
-    let line = format!("{}\n", serde_json::to_string(entry).expect("serializable"));
+    let mut entry = entry.clone();
+    crate::redact::scrub_json(&mut entry);
+    let line = format!("{}\n", serde_json::to_string(&entry).expect("serializable"));
     let r = (|| {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -370,7 +372,7 @@ pub(crate) async fn run_hook(which: &str, cmd: &str, host: &str, v: &Verdict) ->
         .stdout(stdout)
         .status()
         .await;
-    let mut e = json!({"hook": which, "command": cmd, "level": v.level, "duration_ms": ms(t0.elapsed())});
+    let mut e = json!({"hook": which, "command": crate::redact::scrub_text(cmd), "level": v.level, "duration_ms": ms(t0.elapsed())});
     match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;
@@ -508,5 +510,15 @@ mod tests {
     fn journal_path_is_per_host_and_safe() {
         assert_eq!(journal_path("sandbox"), PathBuf::from(".stackproof/journal/sandbox.jsonl"));
         assert_eq!(journal_path("../x y"), PathBuf::from(".stackproof/journal/.._x_y.jsonl"));
+    }
+
+    #[tokio::test]
+    async fn on_red_commands_are_journaled_redacted() {
+        let v = Verdict { level: Level::Red, findings: vec![], duration_ms: 0 };
+        let e = run_hook("on_red", "true https://pager.example/alert?token=tok123 PASSWORD=pw123", "h", &v).await;
+        let c = e["command"].as_str().unwrap();
+        assert!(!c.contains("tok123") && !c.contains("pw123"), "{c}");
+        assert!(c.starts_with("true https://pager.example/alert?"), "{c}");
+        assert_eq!(e["exit"], 0);
     }
 }

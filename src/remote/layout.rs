@@ -303,7 +303,9 @@ const JOURNAL_SCRIPT: &str = r#"mkdir -p "$1" && printf '%s\n' "$2" >> "$1/journ
 
 /// Append one JSON line to `<remote_dir>/journal.jsonl`. Callers never put secrets in it.
 pub async fn journal(ssh: &Ssh, entry: &serde_json::Value) -> Result<()> {
-    let line = serde_json::to_string(entry).expect("serializable");
+    let mut entry = entry.clone();
+    crate::redact::scrub_json(&mut entry);
+    let line = serde_json::to_string(&entry).expect("serializable");
     let out = ssh.script(JOURNAL_SCRIPT, &[ssh.host().remote_dir.as_str(), line.as_str()]).await?;
     if !out.success() {
         tracing::warn!("journal append failed: {}", out.stderr.trim());
