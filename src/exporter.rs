@@ -62,7 +62,9 @@ done
 
 const START_SCRIPT: &str = r#"set -eu
 d="$1"; sup="$2"; shift 2
+umask 077
 mkdir -p "$d/run"
+chmod 700 "$d/run"
 cd "$d/current"
 readlink "$d/current" > "$d/run/host-exporter.release"
 setsid sh -c "$sup" stackproof-host-exporter-supervisor "$@" > "$d/run/host-exporter.log" 2>&1 < /dev/null &
