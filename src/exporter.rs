@@ -121,6 +121,8 @@ d="$1"; sup="$2"; shift 2
 umask 077
 mkdir -p "$d/run"
 chmod 700 "$d/run"
+# Files left by an older version keep their mode when truncated: start them afresh.
+rm -f "$d/run/host-exporter.env" "$d/run/host-exporter.log" "$d/run/host-exporter.release"
 cat > "$d/run/host-exporter.env"
 cd "$d/current"
 readlink "$d/current" > "$d/run/host-exporter.release"
@@ -309,6 +311,8 @@ mod tests {
     fn start_and_stop_scripts_stop_the_whole_process_group() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("releases/r1")).unwrap();
+        std::fs::create_dir_all(d.path().join("run")).unwrap();
+        std::fs::write(d.path().join("run/host-exporter.log"), "from an older version\n").unwrap();
         std::os::unix::fs::symlink("releases/r1", d.path().join("current")).unwrap();
         let dir = d.path().to_str().unwrap();
         let mut c = cfg();
@@ -333,6 +337,7 @@ mod tests {
             std::fs::metadata(d.path().join(p)).unwrap().permissions().mode() & 0o777
         };
         assert_eq!((mode("run"), mode("run/host-exporter.env"), mode("run/host-exporter.log")), (0o700, 0o600, 0o600));
+        assert_eq!(mode("run/host-exporter.release"), 0o600);
         let out = sh(STOP_SCRIPT, &[dir]);
         assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"), "{out:?}");
         assert!(!group_alive(&pid), "supervisor or exporter of group {pid} still running after the stop script");
