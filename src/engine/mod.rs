@@ -162,7 +162,7 @@ impl Engine {
     }
 
     async fn create_with(&self, stack: &str, spec: &ContainerSpec, release: &str, secrets: &[(String, Vec<u8>)], rslave: bool) -> Result<String> {
-        for (vol, _) in &spec.volumes {
+        for vol in spec.volumes.keys() {
             if self.docker.inspect_volume(vol).await.is_err() {
                 let labels = HashMap::from([
                     (LABEL_STACK.to_string(), stack.to_string()),

@@ -71,7 +71,11 @@ fn a_slow_first_start_of_grafana_is_waited_for() {
     let volume = format!("grafana-data-e2e-{}", std::process::id());
     let copy = stack_copy(&[
         ("stackproof.yml", "{name: grafana-data, dest: /var/lib/grafana}", &format!("{{name: {volume}, dest: /var/lib/grafana}}")),
-        ("stackproof.yml", "      GF_AUTH_ANONYMOUS_ENABLED: \"false\"\n", "      GF_AUTH_ANONYMOUS_ENABLED: \"false\"\n      GRAFANA_DOUBLE_STARTUP_DELAY_MS: \"5000\"\n"),
+        (
+            "stackproof.yml",
+            "      GF_AUTH_ANONYMOUS_ENABLED: \"false\"\n",
+            "      GF_AUTH_ANONYMOUS_ENABLED: \"false\"\n      GRAFANA_DOUBLE_STARTUP_DELAY_MS: \"5000\"\n",
+        ),
     ]);
     let t = std::time::Instant::now();
     let j = deploy_ok(Some(copy.path()), &["--no-drill"]);

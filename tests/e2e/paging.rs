@@ -46,7 +46,8 @@ fn drill_real_pages_the_sandbox_with_the_real_alert_marked_as_a_drill() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let d = &j["drill"];
     assert_eq!((d["ok"].as_bool(), d["real"].as_bool(), d["delivered"].as_bool()), (Some(true), Some(true), Some(true)), "{d:#}");
-    let handed = d["stages"].as_array().unwrap().iter().find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("HostExporterDown handed to critical"))).unwrap();
+    let handed =
+        d["stages"].as_array().unwrap().iter().find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("HostExporterDown handed to critical"))).unwrap();
     assert_eq!(handed["ok"], true, "{handed:#}");
     // The page a person reads, in the sandbox's webhook store: the real alert, firing,
     // saying it is a drill.
@@ -91,18 +92,33 @@ fn bad_receiver_entries_are_refused_before_the_host_is_touched() {
     // Nothing listens on this port: had stackproof connected, it would say host_unreachable.
     let port = free_port();
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_yaml::Mapping)>)> = vec![
-        ("receiver_unknown", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().insert("pager".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/'}}"));
-        })),
-        ("hosts_file_invalid", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().insert("critical".into(), receiver("{webhook: {url: 'not a url'}}"));
-        })),
-        ("secret_missing", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().insert("critical".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/', bearer_token: {env: STACKPROOF_E2E_UNSET}}}"));
-        })),
-        ("receiver_missing", Box::new(|e| {
-            e["receivers"].as_mapping_mut().unwrap().remove("warning");
-        })),
+        (
+            "receiver_unknown",
+            Box::new(|e| {
+                e["receivers"].as_mapping_mut().unwrap().insert("pager".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/'}}"));
+            }),
+        ),
+        (
+            "hosts_file_invalid",
+            Box::new(|e| {
+                e["receivers"].as_mapping_mut().unwrap().insert("critical".into(), receiver("{webhook: {url: 'not a url'}}"));
+            }),
+        ),
+        (
+            "secret_missing",
+            Box::new(|e| {
+                e["receivers"]
+                    .as_mapping_mut()
+                    .unwrap()
+                    .insert("critical".into(), receiver("{webhook: {url: 'http://127.0.0.1:1/', bearer_token: {env: STACKPROOF_E2E_UNSET}}}"));
+            }),
+        ),
+        (
+            "receiver_missing",
+            Box::new(|e| {
+                e["receivers"].as_mapping_mut().unwrap().remove("warning");
+            }),
+        ),
     ];
     for (kind, edit) in cases {
         let (_hosts, hosts) = hosts_override(|e| {
