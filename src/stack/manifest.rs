@@ -406,7 +406,7 @@ pub enum Better {
     Lower,
 }
 
-/// Durations in the manifest are written like `30s`, `5m`, `12h` (humantime).
+/// Durations in the manifest are written like `30s`, `5m`, `12h` (humantime), at least 1s.
 mod humantime_serde_str {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -417,7 +417,13 @@ mod humantime_serde_str {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))
+        let v = humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))?;
+        // Every duration of the manifest bounds or spaces network round trips: `0s`
+        // would fail every check at once (or spin), so it is refused where it is written.
+        if v < Duration::from_secs(1) {
+            return Err(serde::de::Error::custom(format!("duration `{s}` is too short: at least 1s")));
+        }
+        Ok(v)
     }
 }
 
@@ -496,5 +502,17 @@ mod tests {
         assert_eq!(m.services["p"].memory_bytes(), 64 << 20);
         assert_eq!(m.services["q"].memory_bytes(), DEFAULT_MEMORY);
         assert!(m.services["p"].read_only_root() && !m.services["q"].read_only_root());
+    }
+
+    #[test]
+    fn zero_and_sub_second_durations_are_refused_with_their_line() {
+        let base = "name: x\nservices: {}\nhost_exporter: {command: [a], port: 1}\n";
+        for (k, v) in [("verify", "timeout: 0s"), ("drill", "timeout: 0s"), ("drill", "real_timeout: 500ms"), ("deploy", "pull_timeout: 0s")] {
+            let e = Manifest::from_yaml(&format!("{base}{k}:\n  {v}\n")).unwrap_err();
+            assert!(e.to_string().contains("too short: at least 1s"), "{k}.{v}: {e}");
+            assert_eq!(e.location().map(|l| l.line()), Some(5), "{k}.{v}: {e}");
+        }
+        assert!(Manifest::from_yaml(&format!("{base}watch:\n  protocol: [{{until: 1h, every: 0s}}]\n")).is_err());
+        assert!(Manifest::from_yaml(&format!("{base}verify:\n  timeout: 1s\n")).is_ok());
     }
 }
