@@ -128,3 +128,22 @@ fn zero_timeouts_are_lint_errors_with_their_line() {
         assert!(text.contains(&format!("stackproof.yml:{line}:")) && text.contains("duration `0s` is too short: at least 1s"), "{text}");
     }
 }
+
+#[test]
+fn a_non_public_service_on_every_interface_is_a_lint_error_with_its_line() {
+    let c = Copy::new();
+    let line = c.replace("stackproof.yml", "--web.listen-address=127.0.0.1:9090", "--web.listen-address=0.0.0.0:9090");
+    let he = c.replace("stackproof.yml", "--listen=127.0.0.1:9101", "--listen=0.0.0.0:9101");
+    let out = stackproof().args(["lint", "--stack"]).arg(c.dir()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("stackproof.yml:{line}:")) && text.contains("`prometheus` listens on every interface"), "{text}");
+    assert!(text.contains(&format!("stackproof.yml:{he}:")) && text.contains("the host exporter listens on every interface"), "{text}");
+
+    // Grafana made public on purpose: its port says so, and lint agrees.
+    let c = Copy::new();
+    c.replace("stackproof.yml", "GF_SERVER_HTTP_ADDR: 127.0.0.1", "GF_SERVER_HTTP_ADDR: 0.0.0.0");
+    c.replace("stackproof.yml", "- port: 3000", "- port: 3000\n        public: true");
+    let out = stackproof().args(["lint", "--stack"]).arg(c.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
