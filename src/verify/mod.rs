@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod config_diff;
 pub mod exposition;
+pub mod exposure;
 pub mod frames;
 pub mod grafana;
 pub mod host_exporter;

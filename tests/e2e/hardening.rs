@@ -115,3 +115,22 @@ fn a_killed_run_leaves_no_ssh_master_holding_the_docker_socket() {
         }
     });
 }
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn no_stack_listener_is_on_a_wildcard_address_and_verify_says_so() {
+    let _restore = RestoreDefault;
+    deploy_ok(None, &["--no-drill"]);
+    let o = sp(&["verify", "--host", "sandbox", "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let c = j["checks"].as_array().unwrap().iter().find(|c| c["name"] == "exposure: listeners").cloned().unwrap_or_else(|| panic!("no exposure check: {j:#}"));
+    assert_eq!(c["status"], "pass", "{c:#}");
+    // A listener of ours on every interface (the host exporter, started by hand on
+    // 0.0.0.0 in a copy whose lint is skipped) fails the check.
+    let copy = stack_copy(&[("stackproof.yml", "--listen=127.0.0.1:9101", "--listen=0.0.0.0:9101")]);
+    let (o, _) = crate::support::stack::deploy(Some(copy.path()), &["--no-drill", "--skip-lint", "--no-rollback"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = j.to_string();
+    assert!(s.contains("host_exporter on port 9101 (0.0.0.0)"), "{j:#}");
+}
