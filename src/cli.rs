@@ -91,17 +91,17 @@ pub enum Command {
     Watch {
         #[command(flatten)]
         common: Common,
-        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "protocol")]
+        #[arg(long, value_parser = interval, conflicts_with = "protocol")]
         every: Option<Duration>,
         #[arg(long)]
         protocol: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         runs: Option<u64>,
         #[arg(long)]
         on_red: Option<String>,
         #[arg(long)]
         on_yellow: Option<String>,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         drill_every: Option<u64>,
         /// On a clean stop, remove the dead-man's-switch textfile from the host
         #[arg(long)]
@@ -112,6 +112,33 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// The shortest `watch --every`: each run connects, verifies and evaluates the gate.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `--every`: a duration of at least `MIN_INTERVAL`.
+fn interval(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < MIN_INTERVAL {
+        return Err(format!("`{s}` is shorter than {}: each run connects and verifies the whole stack", humantime::format_duration(MIN_INTERVAL)));
+    }
+    Ok(d)
+}
+
+/// Whether the command line asks for `--format json` (read before parsing, so a parse
+/// error can honour it).
+pub fn wants_json<S: AsRef<str>>(args: &[S]) -> bool {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).take_while(|a| *a != "--").collect();
+    args.windows(2).any(|w| w[0] == "--format" && w[1] == "json") || args.contains(&"--format=json")
+}
+
+/// A parse error as the one JSON document `--format json` promises (exit 2, like clap).
+pub fn parse_error_json(e: &clap::Error) -> serde_json::Value {
+    let message = e.kind().as_str().map(str::to_string).unwrap_or_else(|| "invalid command line".into());
+    let detail = e.to_string();
+    let detail = detail.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+    serde_json::json!({"error": {"kind": "bad_argument", "message": if detail.is_empty() { message } else { detail }, "hint": "run `stackproof help` for the commands and their arguments"}})
 }
 
 impl Command {

@@ -28,15 +28,69 @@ pub fn unit_name(stack: &str) -> String {
     format!("stackproof-{stack}-host-exporter.service")
 }
 
-/// The systemd user unit. Arguments are quoted for systemd's own command-line syntax.
-pub fn unit_text(stack: &str, remote_dir: &str, he: &HostExporter) -> String {
-    let exec = he.command.iter().map(|a| systemd_quote(a)).collect::<Vec<_>>().join(" ");
-    let env: String = he.env.iter().map(|(k, v)| format!("Environment={}\n", systemd_quote(&format!("{k}={v}")))).collect();
-    format!(
+/// Where the exporter's environment is kept on the host: 0600 in the 0700 `run/`, read by
+/// the shell that starts it, so no value is in `ps` or in the unit file.
+pub const ENV_FILE: &str = "run/host-exporter.env";
+
+/// Refuse what cannot be passed safely: a control character (a newline would end a unit
+/// file line and start a directive of its own) in the command, the remote dir or the stack
+/// name, an environment name that is not a shell identifier. Checked before the host is
+/// touched (preflight).
+pub fn check(stack: &str, remote_dir: &str, he: &HostExporter) -> Result<()> {
+    let bad = |what: &str, why: &str| {
+        Err(Error::config(
+            Kind::StackInvalid,
+            format!("host_exporter: {what} {why}"),
+            "remove control characters (newlines, tabs) from the manifest's host_exporter",
+        ))
+    };
+    let ctl = |s: &str| s.chars().any(char::is_control);
+    if ctl(stack) {
+        return bad("the stack name", "holds a control character");
+    }
+    if ctl(remote_dir) {
+        return bad("the remote dir", "holds a control character");
+    }
+    if let Some(a) = he.command.iter().find(|a| ctl(a)) {
+        return bad(&format!("command argument {a:?}"), "holds a control character");
+    }
+    for k in he.env.keys() {
+        let ident = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            return bad(&format!("env name {k:?}"), "is not a shell identifier ([A-Za-z_][A-Za-z0-9_]*)");
+        }
+    }
+    Ok(())
+}
+
+/// The environment file: `export NAME='value'` lines, values single-quoted for `sh` (a
+/// newline or a quote in a value stays data).
+pub fn env_file(he: &HostExporter) -> String {
+    he.env.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', "'\\''"))).collect()
+}
+
+/// `sh -c` program that reads the environment file (`$0`) and runs the command (`$@`).
+const WITH_ENV: &str = r#"set -a; . "$0"; set +a; exec "$@""#;
+
+/// The systemd user unit. Arguments are quoted for systemd's own command-line syntax
+/// (`%` and `$` escaped, so no specifier or variable is expanded); the environment comes
+/// from `ENV_FILE` through `sh`, never from the unit file. `check` refuses control
+/// characters, so no value can end a line.
+pub fn unit_text(stack: &str, remote_dir: &str, he: &HostExporter) -> Result<String> {
+    check(stack, remote_dir, he)?;
+    let mut argv: Vec<String> = vec![];
+    if !he.env.is_empty() {
+        argv.extend(["/bin/sh".into(), "-c".into(), WITH_ENV.into(), format!("{remote_dir}/{ENV_FILE}")]);
+    }
+    argv.extend(he.command.iter().cloned());
+    let exec = argv.iter().map(|a| systemd_quote(a)).collect::<Vec<_>>().join(" ");
+    let stack = stack.replace('%', "%%");
+    let dir = remote_dir.replace('%', "%%");
+    Ok(format!(
         "[Unit]\nDescription=stackproof host exporter ({stack})\nAfter=network-online.target\n\n\
-[Service]\nType=simple\nWorkingDirectory={remote_dir}/current\n{env}ExecStart={exec}\n\
-Restart=always\nRestartSec=1\nNoNewPrivileges=yes\nPrivateTmp=yes\n\n[Install]\nWantedBy=default.target\n"
-    )
+[Service]\nType=simple\nWorkingDirectory={dir}/current\nExecStart={exec}\n\
+Restart=always\nRestartSec=1\nNoNewPrivileges=yes\nPrivateTmp=yes\nUMask=0077\n\n[Install]\nWantedBy=default.target\n"
+    ))
 }
 
 fn systemd_quote(s: &str) -> String {
@@ -51,6 +105,8 @@ fn systemd_quote(s: &str) -> String {
 /// growing pause), and on TERM stops it and exits. Its pid is the pid file's content;
 /// killing its process group stops both.
 const SUPERVISOR: &str = r#"trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+envf="$1"; shift
+if [ -s "$envf" ]; then set -a; . "$envf"; set +a; fi
 pause=1
 while :; do
   "$@" & child=$!
@@ -62,10 +118,15 @@ done
 
 const START_SCRIPT: &str = r#"set -eu
 d="$1"; sup="$2"; shift 2
+umask 077
 mkdir -p "$d/run"
+chmod 700 "$d/run"
+# Files left by an older version keep their mode when truncated: start them afresh.
+rm -f "$d/run/host-exporter.env" "$d/run/host-exporter.log" "$d/run/host-exporter.release"
+cat > "$d/run/host-exporter.env"
 cd "$d/current"
 readlink "$d/current" > "$d/run/host-exporter.release"
-setsid sh -c "$sup" stackproof-host-exporter-supervisor "$@" > "$d/run/host-exporter.log" 2>&1 < /dev/null &
+setsid sh -c "$sup" stackproof-host-exporter-supervisor "$d/run/host-exporter.env" "$@" > "$d/run/host-exporter.log" 2>&1 < /dev/null &
 echo $! > "$d/run/host-exporter.pid"
 echo "STARTED $!"
 "#;
@@ -90,7 +151,11 @@ echo STOPPED
 "#;
 
 const SYSTEMD_START: &str = r#"set -eu
-unit="$1"; text="$2"
+unit="$1"; text="$2"; d="$3"
+umask 077
+mkdir -p "$d/run"
+chmod 700 "$d/run"
+cat > "$d/run/host-exporter.env"
 dir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"
 mkdir -p "$dir"
 printf '%s' "$text" > "$dir/$unit"
@@ -118,18 +183,15 @@ impl Exporter<'_> {
         let dir = self.host().remote_dir.clone();
         let out = match self.mode {
             Mode::Process => {
+                check(self.stack, &dir, self.cfg)?;
                 let mut args = vec![dir.clone(), SUPERVISOR.to_string()];
-                if !self.cfg.env.is_empty() {
-                    args.push("env".into());
-                    args.extend(self.cfg.env.iter().map(|(k, v)| format!("{k}={v}")));
-                }
                 args.extend(self.cfg.command.iter().cloned());
-                self.ssh.script(START_SCRIPT, &args).await?
+                self.ssh.script_with_stdin(START_SCRIPT, &args, env_file(self.cfg).into_bytes()).await?
             }
             Mode::Systemd => {
                 let unit = unit_name(self.stack);
-                let text = unit_text(self.stack, &dir, self.cfg);
-                self.ssh.script(SYSTEMD_START, &[unit, text]).await?
+                let text = unit_text(self.stack, &dir, self.cfg)?;
+                self.ssh.script_with_stdin(SYSTEMD_START, &[unit, text, dir], env_file(self.cfg).into_bytes()).await?
             }
         };
         if !out.stdout.contains("STARTED") {
@@ -191,18 +253,54 @@ mod tests {
 
     #[test]
     fn unit_text_quotes_arguments_and_restarts() {
-        let t = unit_text("stackproof", "/srv/sp", &cfg());
+        let t = unit_text("stackproof", "/srv/sp", &cfg()).unwrap();
         assert!(t.contains("WorkingDirectory=/srv/sp/current\n"));
-        assert!(t.contains("ExecStart=python3 host_exporter/exporter.py --listen=127.0.0.1:9101 \"a b$$c\"\n"), "{t}");
-        assert!(t.contains("Environment=\"K=v w\"\n"));
+        assert!(t.contains(" /srv/sp/run/host-exporter.env python3 host_exporter/exporter.py --listen=127.0.0.1:9101 \"a b$$c\"\n"), "{t}");
+        assert!(t.contains("ExecStart=/bin/sh -c \"set -a; . \\\"$$0\\\"; set +a; exec \\\"$$@\\\"\" "), "{t}");
+        assert!(!t.contains("v w") && !t.contains("Environment="), "no environment value in the unit file: {t}");
         assert!(t.contains("Restart=always"));
         assert_eq!(unit_name("stackproof"), "stackproof-stackproof-host-exporter.service");
+        let mut plain = cfg();
+        plain.env.clear();
+        assert!(unit_text("stackproof", "/srv/sp", &plain).unwrap().contains("ExecStart=python3 host_exporter/exporter.py"));
+    }
+
+    #[test]
+    fn no_value_can_inject_a_unit_directive() {
+        let mut c = cfg();
+        c.command.push("x\nExecStartPre=/bin/rm -rf ~".into());
+        assert!(unit_text("s", "/srv/sp", &c).unwrap_err().to_string().contains("control character"));
+        assert!(unit_text("s\n[Service]", "/srv/sp", &cfg()).is_err());
+        assert!(unit_text("s", "/srv/sp\rX=1", &cfg()).is_err());
+        let mut c = cfg();
+        c.env.insert("A=B\nExecStart".into(), "v".into());
+        assert!(unit_text("s", "/srv/sp", &c).is_err());
+        // `%` is a specifier in every unit value: doubled, so it stays literal.
+        let mut c = cfg();
+        c.command.push("100%h".into());
+        let t = unit_text("st%n", "/srv/%i", &c).unwrap();
+        assert!(t.contains("\"100%%h\"") && t.contains("(st%%n)") && t.contains("WorkingDirectory=/srv/%%i/current"), "{t}");
+        // A newline in an environment value is data in the 0600 file, never a unit line.
+        let mut c = cfg();
+        c.env.insert("TOKEN".into(), "it's\nExecStartPre=x".into());
+        assert!(unit_text("s", "/srv/sp", &c).is_ok());
+        assert_eq!(env_file(&c), "export K='v w'\nexport TOKEN='it'\\''s\nExecStartPre=x'\n");
     }
 
     /// Run a script the way `Ssh::script` does on the host: `sh -c SCRIPT sh ARGS…`
     /// (dash on Debian and Ubuntu, whose `kill` does not take `--`).
     fn sh(script: &str, args: &[&str]) -> std::process::Output {
         std::process::Command::new("sh").arg("-c").arg(script).arg("sh").args(args).output().unwrap()
+    }
+
+    /// `sh` with `stdin` on its standard input (`Ssh::script_with_stdin`).
+    fn sh_in(script: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut c =
+            Command::new("sh").arg("-c").arg(script).arg("sh").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        c.stdin.take().unwrap().write_all(stdin).unwrap();
+        c.wait_with_output().unwrap()
     }
 
     fn group_alive(pgid: &str) -> bool {
@@ -213,9 +311,14 @@ mod tests {
     fn start_and_stop_scripts_stop_the_whole_process_group() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("releases/r1")).unwrap();
+        std::fs::create_dir_all(d.path().join("run")).unwrap();
+        std::fs::write(d.path().join("run/host-exporter.log"), "from an older version\n").unwrap();
         std::os::unix::fs::symlink("releases/r1", d.path().join("current")).unwrap();
         let dir = d.path().to_str().unwrap();
-        let out = sh(START_SCRIPT, &[dir, SUPERVISOR, "sleep", "60"]);
+        let mut c = cfg();
+        c.env = [("SP_TOKEN".to_string(), "s3cr'et $HOME\nline2".to_string())].into();
+        let child = r#"printf '%s' "$SP_TOKEN" > "$0/seen"; exec sleep 60"#;
+        let out = sh_in(START_SCRIPT, &[dir, SUPERVISOR, "sh", "-c", child, dir], env_file(&c).as_bytes());
         assert!(String::from_utf8_lossy(&out.stdout).contains("STARTED"), "{out:?}");
         let pid = std::fs::read_to_string(d.path().join("run/host-exporter.pid")).unwrap().trim().to_string();
         let started = std::time::Instant::now();
@@ -224,6 +327,17 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(group_alive(&pid));
+        // The value reached the exporter intact, and no process of the group shows it.
+        assert_eq!(std::fs::read_to_string(d.path().join("seen")).unwrap(), "s3cr'et $HOME\nline2");
+        let cmdlines = sh(r#"for p in $(pgrep -g "$1"); do tr '\0' ' ' < /proc/$p/cmdline; echo; done"#, &[&pid]);
+        let cmdlines = String::from_utf8_lossy(&cmdlines.stdout);
+        assert!(cmdlines.contains("stackproof-host-exporter-supervisor") && !cmdlines.contains("s3cr"), "{cmdlines}");
+        let mode = |p: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(d.path().join(p)).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!((mode("run"), mode("run/host-exporter.env"), mode("run/host-exporter.log")), (0o700, 0o600, 0o600));
+        assert_eq!(mode("run/host-exporter.release"), 0o600);
         let out = sh(STOP_SCRIPT, &[dir]);
         assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"), "{out:?}");
         assert!(!group_alive(&pid), "supervisor or exporter of group {pid} still running after the stop script");

@@ -5,7 +5,7 @@
 //! adapters (`remote` for SSH, tunnels, HTTP and the lock, `engine` for the Docker API).
 //! Layers, each importing only those above it in this list:
 //!
-//! 1. `error`, `output`, `signals`, `hosts`: the basics
+//! 1. `error`, `output`, `redact`, `signals`, `hosts`: the basics
 //! 2. `stack`: the one reader of the stack's files (manifest, Prometheus, Alertmanager,
 //!    Grafana provisioning and dashboards, PromQL)
 //! 3. `engine`: the Docker Engine API
@@ -23,6 +23,7 @@
 pub mod error;
 pub mod hosts;
 pub mod output;
+pub mod redact;
 pub mod signals;
 
 pub mod stack;

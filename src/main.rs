@@ -3,7 +3,16 @@ use stackproof::cli::{run, Cli};
 use stackproof::output::Format;
 
 fn main() {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // --help, --version and usage errors in text: clap's own output and exit code (2).
+        Err(e) if !e.use_stderr() || !stackproof::cli::wants_json(&args) => e.exit(),
+        Err(e) => {
+            println!("{}", stackproof::cli::parse_error_json(&e));
+            std::process::exit(2);
+        }
+    };
     let format = cli.command.common().format;
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("STACKPROOF_LOG")).with_writer(std::io::stderr).init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -206,18 +206,38 @@ pub fn journal_path(host: &str) -> PathBuf {
 }
 
 pub(crate) fn journal_local(host: &str, entry: &Value) {
-    let path = journal_path(host);
-    let line = format!("{}\n", serde_json::to_string(entry).expect("serializable"));
+    journal_local_at(&journal_path(host), entry)
+}
+
+/// The local journal's rotation size: past it, the file becomes `<host>.jsonl.1` (one
+/// previous file kept).
+pub const LOCAL_JOURNAL_ROTATE_BYTES: u64 = 8 << 20;
+
+/// Append one line (scrubbed, capped like the host's) to a private file (0600 in a 0700
+/// directory), rotating it past `LOCAL_JOURNAL_ROTATE_BYTES`.
+fn journal_local_at(path: &Path, entry: &Value) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let line = format!("{}\n", crate::remote::layout::journal_line(entry));
     let r = (|| {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            if !dir.exists() {
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > LOCAL_JOURNAL_ROTATE_BYTES) {
+            let mut old = path.as_os_str().to_owned();
+            old.push(".1");
+            std::fs::rename(path, old)?;
         }
         // One write of one line to an O_APPEND file: lines from concurrent writers do
         // not interleave.
-        std::fs::OpenOptions::new().create(true).append(true).open(&path)?.write_all(line.as_bytes())
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(line.as_bytes())
     })();
     if let Err(e) = r {
-        tracing::warn!("cannot append to the local journal {}: {e}", path.display());
+        eprintln!("warning: cannot append to the local journal {}: {e}", path.display());
     }
 }
 
@@ -370,7 +390,7 @@ pub(crate) async fn run_hook(which: &str, cmd: &str, host: &str, v: &Verdict) ->
         .stdout(stdout)
         .status()
         .await;
-    let mut e = json!({"hook": which, "command": cmd, "level": v.level, "duration_ms": ms(t0.elapsed())});
+    let mut e = json!({"hook": which, "command": crate::redact::scrub_text(cmd), "level": v.level, "duration_ms": ms(t0.elapsed())});
     match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;
@@ -508,5 +528,28 @@ mod tests {
     fn journal_path_is_per_host_and_safe() {
         assert_eq!(journal_path("sandbox"), PathBuf::from(".stackproof/journal/sandbox.jsonl"));
         assert_eq!(journal_path("../x y"), PathBuf::from(".stackproof/journal/.._x_y.jsonl"));
+    }
+
+    #[tokio::test]
+    async fn on_red_commands_are_journaled_redacted() {
+        let v = Verdict { level: Level::Red, findings: vec![], duration_ms: 0 };
+        let e = run_hook("on_red", "true https://pager.example/alert?token=tok123 PASSWORD=pw123", "h", &v).await;
+        let c = e["command"].as_str().unwrap();
+        assert!(!c.contains("tok123") && !c.contains("pw123"), "{c}");
+        assert!(c.starts_with("true https://pager.example/alert?"), "{c}");
+        assert_eq!(e["exit"], 0);
+    }
+
+    #[test]
+    fn local_journal_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal/h.jsonl");
+        journal_local_at(&p, &json!({"event": "watch", "command": "x PASSWORD=pw"}));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("PASSWORD=***") && !text.contains("pw\""), "{text}");
     }
 }

@@ -26,6 +26,9 @@ fn port_in_use(conn: &Conn, port: u16) -> Error {
 /// Before anything changes: refuse to restart the exporter behind a port another
 /// process holds (it would crash-loop while the other process answers the checks).
 pub async fn preflight(conn: &Conn, stack: &Stack, plan: &Plan) -> Result<()> {
+    // What cannot be passed safely (a newline that would end a unit file line) is refused
+    // before anything is touched.
+    crate::exporter::check(&stack.manifest.name, &conn.ssh.host().remote_dir, &stack.manifest.host_exporter)?;
     if plan.exporter == ExporterAction::Keep {
         return Ok(());
     }

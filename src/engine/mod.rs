@@ -5,7 +5,7 @@ pub mod spec;
 
 use crate::error::{Error, Kind, Result};
 use crate::output::Progress;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
@@ -162,7 +162,7 @@ impl Engine {
     }
 
     async fn create_with(&self, stack: &str, spec: &ContainerSpec, release: &str, secrets: &[(String, Vec<u8>)], rslave: bool) -> Result<String> {
-        for (vol, _) in &spec.volumes {
+        for vol in spec.volumes.keys() {
             if self.docker.inspect_volume(vol).await.is_err() {
                 let labels = HashMap::from([
                     (LABEL_STACK.to_string(), stack.to_string()),
@@ -189,7 +189,7 @@ impl Engine {
             network_mode: Some("host".into()),
             pid_mode: spec.pid_host.then(|| "host".to_string()),
             restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
-            ..Default::default()
+            ..confinement(spec)
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -263,6 +263,27 @@ impl Engine {
             out.push_str(&l.to_string());
         }
         out
+    }
+}
+
+/// What confines every container (`spec::CAP_DROP` and friends): capabilities, privileges,
+/// memory, a read-only root with a `/tmp` tmpfs, rotated json-file logs.
+pub fn confinement(spec: &ContainerSpec) -> HostConfig {
+    // A secret is copied into the container's filesystem before it starts: the engine
+    // refuses that on a read-only root.
+    let read_only = spec.read_only && spec.secrets.is_empty();
+    HostConfig {
+        cap_drop: Some(vec![spec::CAP_DROP.to_string()]),
+        cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+        security_opt: Some(vec![spec::SECURITY_OPT.to_string()]),
+        memory: (spec.memory > 0).then_some(spec.memory as i64),
+        readonly_rootfs: Some(read_only),
+        tmpfs: read_only.then(|| HashMap::from([(spec::TMPFS.0.to_string(), spec::TMPFS.1.to_string())])),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([("max-size".to_string(), spec::LOG_MAX_SIZE.to_string()), ("max-file".to_string(), spec::LOG_MAX_FILE.to_string())])),
+        }),
+        ..Default::default()
     }
 }
 
@@ -343,6 +364,7 @@ mod tests {
             pid_host: false,
             ports: vec![],
             secrets: vec![("pw".into(), "/run/secrets/pw".into())],
+            ..Default::default()
         };
         let t = secrets_tar(&spec, &[("pw".into(), b"hunter2".to_vec())]).unwrap();
         let mut ar = tar::Archive::new(t.as_slice());
@@ -356,5 +378,25 @@ mod tests {
             .collect();
         assert_eq!(entries.last().unwrap(), &("run/secrets/pw".to_string(), 0o400, 472));
         assert!(entries.iter().any(|(p, m, _)| p == "run/secrets" && *m == 0o755));
+    }
+
+    #[test]
+    fn confinement_drops_everything_and_limits() {
+        let spec = ContainerSpec { memory: 256 << 20, read_only: true, ..Default::default() };
+        let h = confinement(&spec);
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.cap_add, None);
+        assert_eq!(h.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
+        assert_eq!(h.memory, Some(256 << 20));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert!(h.tmpfs.unwrap()["/tmp"].contains("size=64m"));
+        let log = h.log_config.unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        assert_eq!(log.config.unwrap()["max-file"], "3");
+        let h = confinement(&ContainerSpec { cap_add: vec!["NET_BIND_SERVICE".into()], ..Default::default() });
+        assert_eq!(h.cap_add, Some(vec!["NET_BIND_SERVICE".to_string()]));
+        assert_eq!((h.readonly_rootfs, h.tmpfs.is_none()), (Some(false), true));
+        let with_secret = ContainerSpec { read_only: true, secrets: vec![("s".into(), "/run/secrets/s".into())], ..Default::default() };
+        assert_eq!(confinement(&with_secret).readonly_rootfs, Some(false));
     }
 }

@@ -28,7 +28,22 @@ pub struct ContainerSpec {
     pub pid_host: bool,
     pub ports: Vec<u16>,
     pub secrets: Vec<(String, String)>,
+    /// Memory limit in bytes (0: none, only in hand-made specs).
+    pub memory: u64,
+    /// Capabilities added back after dropping all.
+    pub cap_add: Vec<String>,
+    /// Read-only root filesystem, with a tmpfs on `/tmp`.
+    pub read_only: bool,
 }
+
+/// Every container: no capability but those the manifest adds back, no privilege gained
+/// through setuid binaries, logs rotated by the engine.
+pub const CAP_DROP: &str = "ALL";
+pub const SECURITY_OPT: &str = "no-new-privileges:true";
+pub const LOG_MAX_SIZE: &str = "10m";
+pub const LOG_MAX_FILE: &str = "3";
+/// The tmpfs a read-only container writes its scratch files to.
+pub const TMPFS: (&str, &str) = ("/tmp", "rw,noexec,nosuid,nodev,size=64m,mode=1777");
 
 impl ContainerSpec {
     /// sha256 of the spec: the `io.stackproof.config-hash` label.
@@ -78,6 +93,9 @@ pub fn spec_for(m: &Manifest, service: &str, svc: &Service, image: &str, remote_
         pid_host: svc.host_pid,
         ports: svc.ports.iter().map(|p| p.port).collect(),
         secrets: svc.secrets.iter().map(|s| (s.name.clone(), s.dest.clone())).collect(),
+        memory: svc.memory_bytes(),
+        cap_add: svc.cap_add.clone(),
+        read_only: svc.read_only_root(),
     }
 }
 
@@ -168,5 +186,39 @@ mod tests {
         let d = desired(&m, &BTreeMap::new(), "/x");
         let g = d.iter().find(|s| s.service == "grafana").unwrap();
         assert_eq!(g.uid_gid(), (472, 472));
+    }
+
+    #[test]
+    fn default_stack_containers_are_confined() {
+        let m = manifest();
+        let d = desired(&m, &BTreeMap::new(), "/srv/sp");
+        let by = |n: &str| d.iter().find(|s| s.service == n).unwrap();
+        for s in &d {
+            assert!(s.cap_add.is_empty(), "{} adds capabilities", s.service);
+            assert!(s.memory >= 64 << 20 && s.memory <= 2 << 30, "{}: {}", s.service, s.memory);
+            // Every service runs as an unprivileged user: capabilities would be unused.
+            assert!(s.user.as_deref().is_some_and(|u| !u.starts_with("0")), "{} runs as root", s.service);
+        }
+        // Prometheus, Alertmanager (when no receiver secret is copied in) and node-exporter
+        // write only to their volumes; Grafana has a secret copied into its filesystem.
+        assert!(by("prometheus").read_only && by("alertmanager").read_only && by("node_exporter").read_only);
+        assert!(!by("grafana").read_only);
+        assert_eq!(by("prometheus").memory, 1 << 30);
+        assert_eq!(by("node_exporter").memory, 128 << 20);
+    }
+
+    #[test]
+    fn confinement_is_part_of_the_config_hash() {
+        let m = manifest();
+        let a = desired(&m, &BTreeMap::new(), "/srv/sp").remove(0);
+        for change in [
+            |s: &mut ContainerSpec| s.memory += 1,
+            |s: &mut ContainerSpec| s.read_only = !s.read_only,
+            |s: &mut ContainerSpec| s.cap_add.push("NET_RAW".into()),
+        ] {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(a.hash(), b.hash());
+        }
     }
 }

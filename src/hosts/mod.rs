@@ -200,6 +200,53 @@ pub fn hosts_file_path() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before parsing: the
+/// YAML reader checks every open flow level at each token, so depth d costs d² time (an
+/// 80 KB file of brackets took 20 s).
+pub const MAX_FLOW_DEPTH: usize = 512;
+
+/// Line and column (1-based) where flow nesting first exceeds `MAX_FLOW_DEPTH`; quoted
+/// scalars and comments are skipped. One linear pass.
+pub fn flow_too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut col) = (0usize, 1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        col += 1;
+        if c == '\n' {
+            line += 1;
+            col = 0;
+            comment = false;
+        } else if comment {
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '#' if prev.is_whitespace() => comment = true,
+                '"' | '\'' if depth > 0 || prev.is_whitespace() || prev == ':' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((line, col));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    None
+}
+
 /// Load the named host from the hosts file that applies.
 pub fn load_host(name: &str) -> Result<Host> {
     let path = hosts_file_path().ok_or_else(|| {
@@ -216,6 +263,13 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::config(Kind::HostsFileUnreadable, format!("cannot read hosts file {}: {e}", path.display()), "check the path and its permissions")
     })?;
+    if let Some((line, col)) = flow_too_deep(&text) {
+        return Err(Error::config(
+            Kind::HostsFileInvalid,
+            format!("{}:{line}:{col}: `[`/`{{` nested more than {MAX_FLOW_DEPTH} deep", path.display()),
+            "no host entry nests like this; a YAML reader spends time quadratic in the depth on it: fix the file",
+        ));
+    }
     let file: HostsFile = serde_yaml::from_str(&text).map_err(|e| {
         let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
         Error::config(Kind::HostsFileInvalid, format!("{}{at}: {e}", path.display()), "fix the entry; the keys are listed in README.md, \"Host entries\"")
@@ -252,6 +306,13 @@ pub fn load_host_from(path: &Path, name: &str) -> Result<Host> {
                 ),
             ));
         }
+    }
+    if raw.address.is_empty() || raw.address.starts_with('-') || raw.address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::config(
+            Kind::HostsFileInvalid,
+            format!("host `{name}` in {}: address `{}` is not a host name or IP address", path.display(), raw.address.escape_debug()),
+            "write a host name or an IP address (one starting with `-` would reach ssh as an option)",
+        ));
     }
     if !raw.remote_dir.starts_with('/') {
         return Err(Error::config(
@@ -377,5 +438,32 @@ mod tests {
         let h = load_host_from(&f, "a").unwrap();
         let e = h.secret("pw").unwrap_err();
         assert!(e.to_string().contains("STACKPROOF_TEST_UNSET_VAR_XYZ"));
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_fast_with_its_position() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = format!("hosts:\n  a: {}{}\n", "[".repeat(40_000), "]".repeat(40_000));
+        let f = write(d.path(), "hosts.yml", &deep);
+        let t = std::time::Instant::now();
+        let e = load_host_from(&f, "a").unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(e.to_string().contains("hosts.yml:2:518: `[`/`{` nested more than 512 deep"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        // Brackets inside quotes and comments do not count; real nesting is fine.
+        let quoted = format!("a: '{}'\nb: \"{}\" # {}\nc: [[1], {{x: [2]}}]\n", "[".repeat(600), "{".repeat(600), "[".repeat(600));
+        assert_eq!(flow_too_deep(&quoted), None);
+        assert_eq!(flow_too_deep(&format!("a: {}", "{x: ".repeat(513))), Some((1, 4 + 4 * 512)));
+    }
+
+    #[test]
+    fn an_address_that_ssh_would_read_as_an_option_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "id", "key");
+        for bad in ["-oProxyCommand=touch /tmp/x", "'-p 1'", "'a b'", "''"] {
+            let f = write(d.path(), "hosts.yml", &format!("hosts:\n  a:\n    address: {bad}\n    user: u\n    identity_file: id\n"));
+            let e = load_host_from(&f, "a").unwrap_err();
+            assert!(e.to_string().contains("is not a host name or IP address"), "{bad}: {e}");
+        }
     }
 }

@@ -29,6 +29,8 @@ pub fn attach(specs: &mut [crate::engine::spec::ContainerSpec], secrets: &BTreeM
     if let Some(am) = specs.iter_mut().find(|s| s.service == "alertmanager") {
         for name in secrets.keys().filter(|n| n.starts_with(PREFIX)) {
             am.secrets.push((name.clone(), format!("{SECRETS_DIR}/{name}")));
+            // Secrets are copied into the container's filesystem before it starts.
+            am.read_only = false;
         }
     }
 }

@@ -121,6 +121,7 @@ umask 022
 d="$1"; id="$2"; prev="$3"
 mkdir -p "$d/releases" "$d/run" "$d/textfile"
 chmod 755 "$d" "$d/releases" "$d/textfile"
+chmod 700 "$d/run"
 rm -rf "$d/releases/.tmp-"*
 tmp="$d/releases/.tmp-$id"
 mkdir "$tmp"
@@ -242,6 +243,7 @@ pub async fn prune(ssh: &Ssh, victims: &[String]) -> Result<()> {
 }
 
 const MARK_VERIFIED_SCRIPT: &str = r#"set -eu
+umask 077
 printf '%s\n' "$2" > "$1/.verified.tmp" && mv -f "$1/.verified.tmp" "$1/verified"
 "#;
 
@@ -251,6 +253,7 @@ pub async fn mark_verified(ssh: &Ssh, id: &str) -> Result<()> {
 }
 
 const MARK_DRILL_SCRIPT: &str = r#"set -eu
+umask 077
 printf '%s\n' "$2" > "$1/.drill-passed.tmp" && mv -f "$1/.drill-passed.tmp" "$1/drill-passed"
 "#;
 
@@ -299,14 +302,59 @@ pub async fn remove_textfile(ssh: &Ssh, name: &str) -> Result<()> {
 
 // ---- journal ------------------------------------------------------------------------
 
-const JOURNAL_SCRIPT: &str = r#"mkdir -p "$1" && printf '%s\n' "$2" >> "$1/journal.jsonl""#;
+/// Append the line on stdin to `<remote_dir>/journal.jsonl` (0600: the remote dir is
+/// mounted into every container). Past `$2` bytes the journal is rotated to
+/// `journal.jsonl.1` (one previous file is kept, so the journal never takes more than
+/// twice the cap).
+const JOURNAL_SCRIPT: &str = r#"set -eu
+umask 077
+d="$1"; max="$2"; j="$1/journal.jsonl"
+mkdir -p "$d"
+for f in "$j" "$j.1"; do [ ! -f "$f" ] || chmod 600 "$f"; done
+size=$(wc -c < "$j" 2>/dev/null || echo 0)
+if [ "$size" -gt "$max" ]; then mv -f "$j" "$j.1"; fi
+cat >> "$j"
+echo APPENDED
+"#;
 
-/// Append one JSON line to `<remote_dir>/journal.jsonl`. Callers never put secrets in it.
+/// The journal's rotation size (README: "The host's journal").
+pub const JOURNAL_ROTATE_BYTES: u64 = 8 << 20;
+
+/// The longest journal line kept whole; a longer entry is cut by `journal_line`.
+pub const JOURNAL_MAX_LINE: usize = 128 << 10;
+
+/// One journal line, secrets scrubbed (`crate::redact`). An entry longer than
+/// `JOURNAL_MAX_LINE` keeps its small fields, each large one replaced by a note of its
+/// size, and says so in `"truncated"`: never dropped, never a line readers choke on.
+pub fn journal_line(entry: &serde_json::Value) -> String {
+    let mut entry = entry.clone();
+    crate::redact::scrub_json(&mut entry);
+    let line = serde_json::to_string(&entry).expect("serializable");
+    if line.len() <= JOURNAL_MAX_LINE {
+        return line;
+    }
+    let mut cut = serde_json::Map::new();
+    let fields = match entry {
+        serde_json::Value::Object(m) => m,
+        other => [("value".to_string(), other)].into_iter().collect(),
+    };
+    for (k, v) in fields {
+        let len = serde_json::to_string(&v).map(|s| s.len()).unwrap_or(0);
+        cut.insert(k, if len <= 1024 { v } else { serde_json::Value::String(format!("<{len} bytes cut>")) });
+    }
+    cut.insert("truncated".into(), serde_json::json!({"bytes": line.len(), "max": JOURNAL_MAX_LINE}));
+    serde_json::to_string(&cut).expect("serializable")
+}
+
+/// Append one JSON line to `<remote_dir>/journal.jsonl` (scrubbed, capped: `journal_line`).
+/// A failed append is said on stderr: a journal that silently misses entries is worse
+/// than none.
 pub async fn journal(ssh: &Ssh, entry: &serde_json::Value) -> Result<()> {
-    let line = serde_json::to_string(entry).expect("serializable");
-    let out = ssh.script(JOURNAL_SCRIPT, &[ssh.host().remote_dir.as_str(), line.as_str()]).await?;
-    if !out.success() {
-        tracing::warn!("journal append failed: {}", out.stderr.trim());
+    let line = format!("{}\n", journal_line(entry));
+    let max = JOURNAL_ROTATE_BYTES.to_string();
+    let out = ssh.script_with_stdin(JOURNAL_SCRIPT, &[ssh.host().remote_dir.as_str(), max.as_str()], line.into_bytes()).await?;
+    if !out.stdout.contains("APPENDED") {
+        eprintln!("warning: appending to {}/journal.jsonl on {} failed: {}", ssh.host().remote_dir, ssh.host().name, out.stderr.trim());
     }
     Ok(())
 }
@@ -357,5 +405,80 @@ mod tests {
         let mut ar = tar::Archive::new(bytes.as_slice());
         let names: Vec<String> = ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
         assert_eq!(names, vec!["a/b.yml", ".stackproof-keep", ".release.json"]);
+    }
+
+    /// Run a script the way `Ssh::script` does on the host: `sh -c SCRIPT sh ARGS…`.
+    fn sh(script: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut c = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    fn mode(p: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn journal_is_private_appends_from_stdin_and_rotates() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("sp");
+        let dir = dir.to_str().unwrap();
+        // An older journal left world-readable is made private.
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(d.path().join("sp/journal.jsonl"), "{}\n").unwrap();
+        let big = format!("{}\n", "x".repeat(200 << 10));
+        let out = sh(JOURNAL_SCRIPT, &[dir, "1000000"], big.as_bytes());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("APPENDED"), "{out:?}");
+        let j = d.path().join("sp/journal.jsonl");
+        assert_eq!(mode(&j), 0o600);
+        assert_eq!(std::fs::read_to_string(&j).unwrap().len(), 3 + big.len(), "a line over 128 KiB arrives whole on stdin");
+        // Over the cap: the next append starts a new file and keeps one previous.
+        let out = sh(JOURNAL_SCRIPT, &[dir, "1000"], b"{\"a\":1}\n");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("APPENDED"), "{out:?}");
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), "{\"a\":1}\n");
+        assert_eq!(mode(&d.path().join("sp/journal.jsonl.1")), 0o600);
+    }
+
+    #[test]
+    fn long_journal_entries_are_cut_with_a_marker_not_dropped() {
+        let e = serde_json::json!({"event": "verify", "release": "r1", "failed": ["y".repeat(300 << 10)]});
+        let line = journal_line(&e);
+        assert!(line.len() < 4096, "{}", line.len());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "verify");
+        assert_eq!(v["release"], "r1");
+        assert!(v["failed"].as_str().unwrap().contains("bytes cut"));
+        assert!(v["truncated"]["bytes"].as_u64().unwrap() > 300 << 10);
+        let small = serde_json::json!({"event": "x", "command": "hook --token t0k"});
+        assert_eq!(journal_line(&small), r#"{"event":"x","command":"hook --token ***"}"#);
+    }
+
+    #[test]
+    fn markers_and_run_dir_are_private() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_str().unwrap();
+        assert!(sh(MARK_VERIFIED_SCRIPT, &[dir, "r1"], b"").status.success());
+        assert!(sh(MARK_DRILL_SCRIPT, &[dir, "r1"], b"").status.success());
+        assert_eq!(mode(&d.path().join("verified")), 0o600);
+        assert_eq!(mode(&d.path().join("drill-passed")), 0o600);
+        let out = sh(
+            SYNC_SCRIPT,
+            &[dir, "r1", ""],
+            &upload_tar(&Upload { id: "r1", prev: None, changed: vec![], keep: vec![], info: &ReleaseInfo::default() }).unwrap(),
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("SYNCED"), "{out:?}");
+        assert_eq!(mode(&d.path().join("run")), 0o700);
+        assert_eq!(mode(d.path()), 0o755, "the remote dir stays readable: containers read their files through it");
     }
 }

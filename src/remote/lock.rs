@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 const LOCK_SCRIPT: &str = r#"d="$1"; info="$2"
+umask 077
 mkdir -p "$d" 2>/dev/null
 if ( set -C; printf '%s\n' "$info" > "$d/lock" ) 2>/dev/null; then echo ACQUIRED
 elif [ -e "$d/lock" ]; then echo HELD; cat "$d/lock" 2>/dev/null

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::hosts::Host;
-use openssh::{ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -16,6 +16,18 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive probe interval; the connection is declared dead after three misses.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
+/// The SSH master exits after this long with no session, forward connection or mux
+/// client: a killed stackproof (SIGKILL runs no cleanup) leaves no master holding the
+/// Docker socket forward for longer. A live `Ssh` pings the master every `HEARTBEAT`, so
+/// quiet stretches of a command (a drill waiting for an alert) never reach it.
+pub const CONTROL_PERSIST_SECS: usize = 30;
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A fresh private directory (0700) under /tmp for the control socket and forwards.
+pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new().prefix("sp-").permissions(std::fs::Permissions::from_mode(0o700)).tempdir_in("/tmp")
+}
 
 pub struct Ssh {
     session: Arc<Session>,
@@ -23,6 +35,9 @@ pub struct Ssh {
     /// Short private directory (0700) for the control socket and forwarded sockets:
     /// unix socket paths are limited to ~108 bytes.
     dir: tempfile::TempDir,
+    /// Pings the master every `HEARTBEAT` while the session lives (it holds a weak
+    /// reference: a dropped `Ssh` ends it at the next beat).
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// The output of a remote command, with stdout and stderr as text.
@@ -46,7 +61,7 @@ impl Ssh {
     /// Connect with the host entry's user, port, key and known_hosts, checking the host
     /// key strictly. An unknown or changed key is a `host_key` error saying how to trust it.
     pub async fn connect(host: &Host) -> Result<Ssh> {
-        let dir = tempfile::Builder::new().prefix("sp-").tempdir_in("/tmp").map_err(|e| Error::io("/tmp", e))?;
+        let dir = private_dir().map_err(|e| Error::io("/tmp", e))?;
         // The crate has no generic `-o` setter; options go through a config file. It also
         // keeps ssh from reading the operator's ~/.ssh/config aliases by accident.
         let cfg = dir.path().join("config");
@@ -59,12 +74,21 @@ impl Ssh {
             .connect_timeout(CONNECT_TIMEOUT)
             .server_alive_interval(KEEPALIVE)
             .control_directory(dir.path())
+            .control_persist(ControlPersist::IdleFor(std::num::NonZeroUsize::new(CONTROL_PERSIST_SECS).expect("nonzero")))
             .config_file(&cfg);
         if let Some(kh) = &host.known_hosts {
             b.user_known_hosts_file(kh);
         }
-        let session = b.connect_mux(&host.address).await.map_err(|e| connect_error(host, &e))?;
-        Ok(Ssh { session: Arc::new(session), host: host.clone(), dir })
+        let session = Arc::new(b.connect_mux(&host.address).await.map_err(|e| connect_error(host, &e))?);
+        let weak = Arc::downgrade(&session);
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let Some(s) = weak.upgrade() else { return };
+                let _ = s.check().await;
+            }
+        });
+        Ok(Ssh { session, host: host.clone(), dir, heartbeat })
     }
 
     pub fn host(&self) -> &Host {
@@ -151,8 +175,8 @@ impl Ssh {
                 .session
                 .request_port_forward(
                     ForwardType::Local,
-                    Socket::new(&Ipv4Addr::LOCALHOST.to_string(), port),
-                    Socket::new(&Ipv4Addr::LOCALHOST.to_string(), remote_port),
+                    Socket::new(Ipv4Addr::LOCALHOST.to_string(), port),
+                    Socket::new(Ipv4Addr::LOCALHOST.to_string(), remote_port),
                 )
                 .await
             {
@@ -210,6 +234,8 @@ impl Ssh {
 
     /// Close the master connection. Errors are logged, not fatal: the work is done.
     pub async fn close(self) {
+        self.heartbeat.abort();
+        let _ = self.heartbeat.await;
         if let Ok(session) = Arc::try_unwrap(self.session) {
             if let Err(e) = session.close().await {
                 tracing::debug!("closing ssh session: {e}");
@@ -322,5 +348,15 @@ mod tests {
         let e = classify_connect_error(&host(), "ssh: connect to host 127.0.0.1 port 2222: Connection refused");
         assert_eq!(e.kind(), "host_unreachable");
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn control_dir_is_private_and_persist_is_finite() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = private_dir().unwrap();
+        assert_eq!(std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(d.path().starts_with("/tmp") && d.path().as_os_str().len() < 30, "short enough for unix socket paths");
+        // The heartbeat must beat several times within the idle timeout.
+        assert!(HEARTBEAT.as_secs() * 3 <= CONTROL_PERSIST_SECS as u64);
     }
 }

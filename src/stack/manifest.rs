@@ -82,6 +82,74 @@ pub struct Service {
     /// Mount the host's root filesystem read-only at `/host` (node-exporter).
     #[serde(default)]
     pub host_rootfs: bool,
+    /// Memory limit (`512m`, `1g`; binary units). Default `DEFAULT_MEMORY`.
+    #[serde(default)]
+    pub memory: Option<Memory>,
+    /// Capabilities added back after every one is dropped (none of the default stack's
+    /// images needs one: they all run as an unprivileged user).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Read-only root filesystem (the service writes only to its volumes and a `/tmp`
+    /// tmpfs). Default: true, unless the service has `secrets` (they are copied into the
+    /// container's filesystem before it starts, which a read-only root refuses).
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
+/// A service's memory limit when the manifest gives none: a ceiling that keeps one
+/// runaway service from taking the host down, not a tuning.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+
+/// A memory size in bytes, written `512m`, `1g`, `65536k` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Memory(pub u64);
+
+impl Memory {
+    /// Docker refuses limits under 6 MiB.
+    pub const MIN: u64 = 6 << 20;
+
+    pub fn parse(s: &str) -> Result<Memory, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b').filter(|r| r.ends_with(['k', 'm', 'g']))).unwrap_or(&t);
+        let (num, mult) = match t.chars().last() {
+            Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+            Some('m') => (&t[..t.len() - 1], 1 << 20),
+            Some('g') => (&t[..t.len() - 1], 1 << 30),
+            _ => (t, 1),
+        };
+        let n: u64 = num.trim().parse().map_err(|_| format!("invalid memory size `{s}`: write e.g. `512m` or `1g`"))?;
+        let bytes = n.checked_mul(mult).ok_or_else(|| format!("memory size `{s}` is too large"))?;
+        if bytes < Memory::MIN {
+            return Err(format!("memory size `{s}` is below Docker's minimum of 6m"));
+        }
+        Ok(Memory(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for Memory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Memory, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        let s = match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::S(s) => s,
+        };
+        Memory::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Service {
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.map(|m| m.0).unwrap_or(DEFAULT_MEMORY)
+    }
+
+    pub fn read_only_root(&self) -> bool {
+        self.read_only.unwrap_or(self.secrets.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -338,7 +406,7 @@ pub enum Better {
     Lower,
 }
 
-/// Durations in the manifest are written like `30s`, `5m`, `12h` (humantime).
+/// Durations in the manifest are written like `30s`, `5m`, `12h` (humantime), at least 1s.
 mod humantime_serde_str {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -349,7 +417,13 @@ mod humantime_serde_str {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))
+        let v = humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))?;
+        // Every duration of the manifest bounds or spaces network round trips: `0s`
+        // would fail every check at once (or spin), so it is refused where it is written.
+        if v < Duration::from_secs(1) {
+            return Err(serde::de::Error::custom(format!("duration `{s}` is too short: at least 1s")));
+        }
+        Ok(v)
     }
 }
 
@@ -407,5 +481,38 @@ mod tests {
         let e = Manifest::from_yaml("name: x\nservices: {}\nhost_exporter: {command: [a], port: 1}\nverfy: {}\n").unwrap_err();
         assert!(e.to_string().contains("verfy"), "{e}");
         assert_eq!(e.location().unwrap().line(), 4);
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(Memory::parse("512m"), Ok(Memory(512 << 20)));
+        assert_eq!(Memory::parse("1g"), Ok(Memory(1 << 30)));
+        assert_eq!(Memory::parse("1GiB"), Ok(Memory(1 << 30)));
+        assert_eq!(Memory::parse("65536k"), Ok(Memory(64 << 20)));
+        assert_eq!(Memory::parse("10485760"), Ok(Memory(10 << 20)));
+        assert!(Memory::parse("1m").unwrap_err().contains("minimum"));
+        assert!(Memory::parse("lots").is_err());
+        assert!(Memory::parse("99999999999g").is_err());
+        let e = Manifest::from_yaml("name: x\nservices: {p: {image: i, memory: 12x}}\nhost_exporter: {command: [a], port: 1}\n").unwrap_err();
+        assert!(e.to_string().contains("invalid memory size"), "{e}");
+        let m = Manifest::from_yaml(
+            "name: x\nservices: {p: {image: i, memory: 64m}, q: {image: i, secrets: [{name: s, dest: /s}]}}\nhost_exporter: {command: [a], port: 1}\n",
+        )
+        .unwrap();
+        assert_eq!(m.services["p"].memory_bytes(), 64 << 20);
+        assert_eq!(m.services["q"].memory_bytes(), DEFAULT_MEMORY);
+        assert!(m.services["p"].read_only_root() && !m.services["q"].read_only_root());
+    }
+
+    #[test]
+    fn zero_and_sub_second_durations_are_refused_with_their_line() {
+        let base = "name: x\nservices: {}\nhost_exporter: {command: [a], port: 1}\n";
+        for (k, v) in [("verify", "timeout: 0s"), ("drill", "timeout: 0s"), ("drill", "real_timeout: 500ms"), ("deploy", "pull_timeout: 0s")] {
+            let e = Manifest::from_yaml(&format!("{base}{k}:\n  {v}\n")).unwrap_err();
+            assert!(e.to_string().contains("too short: at least 1s"), "{k}.{v}: {e}");
+            assert_eq!(e.location().map(|l| l.line()), Some(5), "{k}.{v}: {e}");
+        }
+        assert!(Manifest::from_yaml(&format!("{base}watch:\n  protocol: [{{until: 1h, every: 0s}}]\n")).is_err());
+        assert!(Manifest::from_yaml(&format!("{base}verify:\n  timeout: 1s\n")).is_ok());
     }
 }

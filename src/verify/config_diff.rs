@@ -7,7 +7,11 @@
 //! value the service runs with (the file is a subset of the loaded config), lists must
 //! have the same items (named items — jobs, receivers — matched by name), and nothing
 //! named may be extra.
+//!
+//! Nothing that is or may be a secret is ever printed (`crate::redact`): a difference in
+//! such a value names its path only, and values shown whole have their secrets hidden.
 
+use crate::redact;
 use crate::stack::prometheus::parse_duration;
 use serde_yaml::Value as Yaml;
 
@@ -62,10 +66,38 @@ fn is_matcher_key(key: &str) -> bool {
     key.ends_with("matchers")
 }
 
-fn show(v: &Yaml) -> String {
-    match scalar(v) {
+/// A value as shown in a difference: hidden whole under a secret path, else with every
+/// secret inside it hidden.
+fn show(v: &Yaml, path: &str, key: &str) -> String {
+    if redact::is_secret_path(path) || redact::is_secret_key(key) {
+        return format!("`{}`", redact::HIDDEN);
+    }
+    let v = hidden(v);
+    match scalar(&v) {
         Some(s) => format!("`{s}`"),
-        None => serde_yaml::to_string(v).map(|s| format!("`{}`", s.trim().replace('\n', " "))).unwrap_or_default(),
+        None => serde_yaml::to_string(&v).map(|s| format!("`{}`", s.trim().replace('\n', " "))).unwrap_or_default(),
+    }
+}
+
+/// A copy of `v` with values under secret keys and secrets in strings hidden.
+fn hidden(v: &Yaml) -> Yaml {
+    match v {
+        Yaml::String(s) => Yaml::String(redact::scrub_text(s)),
+        Yaml::Sequence(s) => Yaml::Sequence(s.iter().map(hidden).collect()),
+        Yaml::Mapping(m) => Yaml::Mapping(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if redact::is_secret_key(&key_name(k)) && !matches!(v, Yaml::Mapping(_) | Yaml::Sequence(_)) {
+                        Yaml::String(redact::HIDDEN.into())
+                    } else {
+                        hidden(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Yaml::Tagged(t) => hidden(&t.value),
+        other => other.clone(),
     }
 }
 
@@ -81,7 +113,7 @@ fn walk(dep: &Yaml, run: &Yaml, path: &str, key: &str, base: &str, out: &mut Vec
                 match run.get(k.as_str()) {
                     Some(rv) => walk(dv, rv, &p, &k, base, out),
                     None if is_empty(dv) => {}
-                    None => out.push(format!("{p}: deployed {} but the running config has none", show(dv))),
+                    None => out.push(format!("{p}: deployed {} but the running config has none", show(dv, &p, &k))),
                 }
             }
         }
@@ -109,10 +141,10 @@ fn walk(dep: &Yaml, run: &Yaml, path: &str, key: &str, base: &str, out: &mut Vec
                     v
                 };
                 if norm(ds) != norm(rs) {
-                    out.push(format!("{}: deployed {} but running {}", at(path), show(dep), show(run)));
+                    out.push(format!("{}: deployed {} but running {}", at(path), show(dep, path, key), show(run, path, key)));
                 }
             } else if ds.len() != rs.len() {
-                out.push(format!("{}: deployed {} but running {}", at(path), show(dep), show(run)));
+                out.push(format!("{}: deployed {} but running {}", at(path), show(dep, path, key), show(run, path, key)));
             } else {
                 for (i, (d, r)) in ds.iter().zip(rs).enumerate() {
                     walk(d, r, &format!("{path}[{i}]"), key, base, out);
@@ -122,10 +154,14 @@ fn walk(dep: &Yaml, run: &Yaml, path: &str, key: &str, base: &str, out: &mut Vec
         _ => match (scalar(dep), scalar(run)) {
             (Some(d), Some(r)) => {
                 if !same_scalar(&d, &r, key, base) {
-                    out.push(format!("{}: deployed `{d}` but running `{r}`", at(path)));
+                    if redact::hide_value(path, key, &d) || redact::hide_value(path, key, &r) {
+                        out.push(format!("{}: the running value differs from the deployed one (not shown: it is or may be a secret)", at(path)));
+                    } else {
+                        out.push(format!("{}: deployed `{d}` but running `{r}`", at(path)));
+                    }
                 }
             }
-            _ => out.push(format!("{}: deployed {} but running {}", at(path), show(dep), show(run))),
+            _ => out.push(format!("{}: deployed {} but running {}", at(path), show(dep, path, key), show(run, path, key))),
         },
     }
 }
@@ -262,5 +298,38 @@ receivers:
         assert!(diff(&dep, &run, "/").is_empty(), "{:?}", diff(&dep, &run, "/"));
         let run2 = y(&serde_yaml::to_string(&run).unwrap().replace("StackproofDrill", "Other"));
         assert!(!diff(&dep, &run2, "/").is_empty());
+    }
+
+    #[test]
+    fn secrets_in_a_drifted_config_are_never_printed() {
+        let dep = y(r#"
+global: {smtp_auth_password: hunter2-deployed, smtp_smarthost: 'mail:25'}
+receivers:
+  - name: ops
+    webhook_configs: [{url: 'https://hooks.example/x?token=tok-deployed'}]
+    email_configs: [{to: a@b, auth_password: pw-deployed, headers: {X-Api-Key: hk-deployed}}]
+  - name: extra
+    webhook_configs: [{url: 'https://u:up-deployed@h.example/'}]
+"#);
+        let run = y(r#"
+global: {smtp_auth_password: hunter2-running, smtp_smarthost: 'mail:2525'}
+receivers:
+  - name: ops
+    webhook_configs: [{url: 'https://hooks.example/x?token=tok-running'}]
+    email_configs: [{to: a@b, auth_password: pw-running}]
+  - name: extra
+    webhook_configs: []
+"#);
+        let d = diff(&dep, &run, "/");
+        let text = d.join("\n");
+        for leaked in ["hunter2", "tok-", "pw-", "hk-", "up-"] {
+            assert!(!text.contains(leaked), "{leaked} printed: {text}");
+        }
+        // Paths are still named, and a harmless value still shows.
+        assert!(text.contains("global.smtp_auth_password: the running value differs"), "{text}");
+        assert!(text.contains("receivers[ops].webhook_configs[0].url: the running value differs"), "{text}");
+        assert!(text.contains("receivers[ops].email_configs[0].headers"), "{text}");
+        assert!(text.contains("deployed `mail:25` but running `mail:2525`"), "{text}");
+        assert!(text.contains("receivers[extra].webhook_configs"), "{text}");
     }
 }

@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod config_diff;
 pub mod exposition;
+pub mod exposure;
 pub mod frames;
 pub mod grafana;
 pub mod host_exporter;
@@ -88,8 +89,12 @@ pub struct Report {
 
 impl Report {
     /// Add checks run outside `run` (they count towards `ok` like the others).
-    pub fn add(&mut self, checks: Vec<Check>) {
+    pub fn add(&mut self, mut checks: Vec<Check>) {
         self.ok &= checks.iter().all(|c| c.status != Status::Fail);
+        for c in &mut checks {
+            c.detail = crate::redact::scrub_text(&c.detail);
+            c.hint = crate::redact::scrub_text(&c.hint);
+        }
         self.checks.extend(checks);
     }
 
@@ -100,17 +105,23 @@ impl Report {
         Report { ok, checks, dashboards, drill: None, notifications_failed: None }
     }
 
-    /// Replace every occurrence of `secret` in the report's text (defence in depth: no
-    /// check puts a credential in its detail, but an upstream error message might).
+    /// Replace every occurrence of `secret` in the report's text, and hide whatever looks
+    /// like a secret (`crate::redact::scrub_text`: URLs with userinfo or a query,
+    /// `password=…`) — defence in depth: no check puts a credential in its detail, but an
+    /// upstream error message might.
     pub fn redact(&mut self, secret: &str) {
-        if secret.len() < 4 {
-            return;
-        }
         let scrub = |s: &mut String| {
-            if s.contains(secret) {
+            if secret.len() >= 4 && s.contains(secret) {
                 *s = s.replace(secret, "***");
             }
+            let t = crate::redact::scrub_text(s);
+            if t != *s {
+                *s = t;
+            }
         };
+        if let Some(d) = &mut self.drill {
+            crate::redact::scrub_json(d);
+        }
         for c in &mut self.checks {
             scrub(&mut c.detail);
             scrub(&mut c.hint);
@@ -301,4 +312,27 @@ pub async fn fast_checks(input: &VerifyInput) -> Report {
     let mut report = Report::from_checks(checks, vec![]);
     report.redact(input.grafana_password.expose());
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(detail: &str) -> Check {
+        Check { name: "c".into(), status: Status::Fail, detail: detail.into(), hint: "retry with password=pw123".into(), duration_ms: 0 }
+    }
+
+    #[test]
+    fn reports_hide_secrets_before_anything_renders_them() {
+        let mut r = Report::from_checks(vec![check("POST https://hooks.example/x?token=abc failed; admin pass is Sup3rSecret")], vec![]);
+        r.drill = Some(serde_json::json!({"error": "http://u:pw@h/ refused"}));
+        r.redact("Sup3rSecret");
+        r.add(vec![check("login via smtp://ops:pw2@mail:25 failed")]);
+        let text = serde_json::to_string(&r).unwrap();
+        for leaked in ["abc", "Sup3rSecret", "pw123", "u:pw@", "pw2"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        assert!(text.contains("https://hooks.example/x?***"), "{text}");
+        assert!(!r.ok);
+    }
 }

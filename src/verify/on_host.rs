@@ -39,8 +39,27 @@ pub async fn checks(conn: &Conn, stack: &Stack, host: &Host, quiet: bool, since:
     );
     report.add(reach);
     report.add(vec![delivered]);
+    report.add(vec![exposure(conn, stack).await]);
     report.notifications_failed = counts;
     Ok(report)
+}
+
+/// `exposure: listeners`: no port of the stack that is not `public` is bound to every
+/// interface on the host.
+async fn exposure(conn: &Conn, stack: &Stack) -> super::Check {
+    let t0 = Instant::now();
+    let mut c = match crate::remote::conn::listeners(&conn.ssh).await {
+        Ok(l) => super::exposure::check(&stack.manifest, &l),
+        Err(e) => super::Check {
+            name: "exposure: listeners".into(),
+            status: super::Status::Fail,
+            detail: format!("cannot read the host's listeners: {e}"),
+            hint: "check that /proc/net/tcp is readable on the host".into(),
+            duration_ms: 0,
+        },
+    };
+    c.duration_ms = t0.elapsed().as_millis() as u64;
+    c
 }
 
 /// Journal a verification (no secrets: check names, statuses and details only, and the

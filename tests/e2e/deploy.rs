@@ -56,7 +56,7 @@ fn empty_host() {
 
 /// The local ssh master (`ssh … -M -f …`, daemonized, so not our child) started by the
 /// binary run with `SP_E2E_TOKEN=token` in its environment.
-fn ssh_master(token: &str) -> Option<u32> {
+pub(crate) fn ssh_master(token: &str) -> Option<u32> {
     let needle = format!("SP_E2E_TOKEN={token}");
     std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|&pid| {
         proc_field(pid, "comm").trim() == "ssh"
@@ -135,7 +135,7 @@ fn deploy_and_cut(stack: &Path, at: &str, how: Cut) -> (Output, Option<u32>) {
     (o, killed)
 }
 
-fn rand_u64() -> u64 {
+pub(crate) fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(1);

@@ -11,6 +11,7 @@ mod support;
 mod deploy;
 mod drill;
 mod grafana;
+mod hardening;
 mod host_exporter;
 mod paging;
 mod verify;

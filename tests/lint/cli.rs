@@ -95,3 +95,55 @@ fn with_promtool_without_docker_is_could_not_run() {
     assert_eq!(v["error"]["kind"], "docker_unreachable");
     assert!(v["error"]["hint"].as_str().unwrap().contains("without --with-promtool"));
 }
+
+#[test]
+fn parse_errors_honour_format_json_and_exit_2() {
+    let out = stackproof().args(["verify", "--format", "json", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    assert_eq!(v["error"]["kind"], "bad_argument");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--no-such-flag"), "{v}");
+    let out = stackproof().args(["watch", "--every", "1ns", "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
+    assert!(v["error"]["message"].as_str().unwrap().contains("shorter than 1s"), "{v}");
+    // Text stays clap's own, on stderr.
+    let out = stackproof().args(["verify", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
+
+#[test]
+fn zero_timeouts_are_lint_errors_with_their_line() {
+    // verify.timeout is the first `timeout: 120s` of the manifest, drill.timeout the second.
+    for n in [0, 1] {
+        let c = Copy::new();
+        c.replace_nth("stackproof.yml", "timeout: 120s", "timeout: 0s", n);
+        let out = stackproof().args(["lint", "--stack"]).arg(c.dir()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        // The YAML reader places a value's error at its section's first key.
+        let section = ["verify:", "drill:"][n];
+        let line = c.read("stackproof.yml").lines().position(|l| l == section).unwrap() + 2;
+        assert!(text.contains(&format!("stackproof.yml:{line}:")) && text.contains("duration `0s` is too short: at least 1s"), "{text}");
+    }
+}
+
+#[test]
+fn a_non_public_service_on_every_interface_is_a_lint_error_with_its_line() {
+    let c = Copy::new();
+    let line = c.replace("stackproof.yml", "--web.listen-address=127.0.0.1:9090", "--web.listen-address=0.0.0.0:9090");
+    let he = c.replace("stackproof.yml", "--listen=127.0.0.1:9101", "--listen=0.0.0.0:9101");
+    let out = stackproof().args(["lint", "--stack"]).arg(c.dir()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("stackproof.yml:{line}:")) && text.contains("`prometheus` listens on every interface"), "{text}");
+    assert!(text.contains(&format!("stackproof.yml:{he}:")) && text.contains("the host exporter listens on every interface"), "{text}");
+
+    // Grafana made public on purpose: its port says so, and lint agrees.
+    let c = Copy::new();
+    c.replace("stackproof.yml", "GF_SERVER_HTTP_ADDR: 127.0.0.1", "GF_SERVER_HTTP_ADDR: 0.0.0.0");
+    c.replace("stackproof.yml", "- port: 3000", "- port: 3000\n        public: true");
+    let out = stackproof().args(["lint", "--stack"]).arg(c.dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
