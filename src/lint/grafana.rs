@@ -2,6 +2,7 @@
 
 use super::ctx::StackCtx;
 use super::metrics::{self, Known};
+use super::versions::Version;
 use super::{parse_yaml, Severity, Sink, Source};
 use crate::stack::dashboard::{Builtins, Dashboard, DsRef, JsonPath, PathSeg};
 use crate::stack::manifest::CONTAINER_CURRENT;
@@ -166,6 +167,24 @@ pub fn check_providers(src: &Source, ctx: Option<&StackCtx>, sink: &mut Sink) ->
                         None => format!("provider `{name}` reads {path}, which is outside the release the deploy syncs ({CONTAINER_CURRENT})"),
                     },
                     format!("point options.path at {CONTAINER_CURRENT}/<dir with the dashboards>"),
+                );
+            }
+            // Grafana 12.3 watches a provider's folder with fsnotify when its update
+            // interval is 10 s or less (grafana#115416), and fsnotify misses the swap of
+            // the `current` symlink every deploy makes: dashboards would stop updating.
+            let grafana = ctx.manifest.services.get("grafana").and_then(|g| Version::from_image(&g.image));
+            let interval = p.update_interval_seconds.unwrap_or(10);
+            if rel.is_some() && interval <= 10 && grafana.is_some_and(|v| v >= Version(12, 3, 0)) {
+                sink.at(
+                    Severity::Warning,
+                    "grafana.provider_file_watch",
+                    src,
+                    &format!("{base}/updateIntervalSeconds"),
+                    format!(
+                        "Grafana {} watches provider `{name}`'s folder for changes when updateIntervalSeconds is {interval} (10 or less), and misses the swap of the `current` symlink each deploy makes: the dashboards would stop updating (grafana issue 115416)",
+                        grafana.map(|v| v.to_string()).unwrap_or_default()
+                    ),
+                    "set `updateIntervalSeconds: 11` or more (Grafana then polls), or pin a Grafana image before 12.3",
                 );
             }
             stack_dir = rel;

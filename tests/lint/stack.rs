@@ -372,3 +372,15 @@ fn receivers_from_host_naming_an_undefined_receiver_is_an_error() {
     let f = c.lint();
     assert!(f.iter().any(|x| x.code == "am.receiver_undefined" && x.message.contains("`pager`")), "{}", show(&f));
 }
+
+#[test]
+fn grafana_12_3_watching_the_current_symlink_is_a_warning() {
+    let c = Copy::new();
+    assert!(!c.lint().iter().any(|x| x.code == "grafana.provider_file_watch"), "12.0.2 polls");
+    c.replace("stackproof.yml", "image: grafana/grafana:12.0.2", "image: grafana/grafana:12.3.1");
+    let line = c.line_of(PROV, "updateIntervalSeconds");
+    let hit = assert_finding(&c.lint(), Warning, "grafana.provider_file_watch", PROV, line);
+    assert!(hit.hint.contains("updateIntervalSeconds: 11"), "{hit:?}");
+    c.replace(PROV, "updateIntervalSeconds: 5", "updateIntervalSeconds: 30");
+    assert!(!c.lint().iter().any(|x| x.code == "grafana.provider_file_watch"), "a polling provider is fine");
+}
