@@ -163,37 +163,18 @@ pub fn textfile(now_unix: f64, success: bool, gate: Option<Level>) -> String {
     s
 }
 
-/// Write `.stackproof.prom.tmp` (ignored by the collector: it reads `*.prom` only), then
-/// rename it over `stackproof.prom` in the same directory: node-exporter reads the old
-/// file or the new one, never half of one.
-const PUBLISH_SCRIPT: &str = r#"set -eu
-umask 022
-d="$1/textfile"
-mkdir -p "$d"
-cat > "$d/.stackproof.prom.tmp"
-mv -f "$d/.stackproof.prom.tmp" "$d/stackproof.prom"
-echo PUBLISHED
-"#;
-
-const CLEAR_SCRIPT: &str = r#"rm -f "$1/textfile/stackproof.prom" "$1/textfile/.stackproof.prom.tmp" && echo CLEARED"#;
-
+/// Publish the dead-man's switch: `layout::write_textfile` writes a hidden temp file
+/// (ignored by the collector: it reads `*.prom` only) and renames it over
+/// `stackproof.prom`, so node-exporter reads the old file or the new one, never half.
 pub async fn publish(ssh: &Ssh, content: &str) -> std::result::Result<(), String> {
-    let out = ssh.script_with_stdin(PUBLISH_SCRIPT, &[ssh.host().remote_dir.as_str()], content.as_bytes().to_vec()).await.map_err(|e| e.to_string())?;
-    if out.stdout.contains("PUBLISHED") {
-        Ok(())
-    } else {
-        Err(format!("writing {}/textfile/{TEXTFILE} failed: {}", ssh.host().remote_dir, out.stderr.trim()))
-    }
+    crate::remote::layout::write_textfile(ssh, TEXTFILE, content).await.map_err(|e| e.to_string())
 }
 
 pub(crate) async fn clear(host: &Host) -> std::result::Result<(), String> {
     let ssh = Ssh::connect(host).await.map_err(|e| e.to_string())?;
-    let out = ssh.script(CLEAR_SCRIPT, &[host.remote_dir.as_str()]).await.map_err(|e| e.to_string());
+    let out = crate::remote::layout::remove_textfile(&ssh, TEXTFILE).await.map_err(|e| e.to_string());
     ssh.close().await;
-    match out? {
-        o if o.stdout.contains("CLEARED") => Ok(()),
-        o => Err(o.stderr.trim().to_string()),
-    }
+    out
 }
 
 // ---- the local journal -------------------------------------------------------------

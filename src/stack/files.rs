@@ -340,35 +340,7 @@ fn dash_file(provider: usize, root: &str, file: &str, stack_dir: &Path) -> DashF
 mod tests {
     use super::*;
 
-    fn default_stack() -> Stack {
-        Stack::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/stack"))).unwrap()
-    }
-
-    /// A copy of the default stack with `edit` applied to one file.
-    fn edited(file: &str, edit: impl Fn(String) -> String) -> (tempfile::TempDir, Stack) {
-        let tmp = tempfile::tempdir().unwrap();
-        copy_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/stack")), tmp.path());
-        let p = tmp.path().join(file);
-        let text = std::fs::read_to_string(&p).unwrap();
-        let new = edit(text.clone());
-        assert_ne!(new, text, "the edit changed nothing in {file}");
-        std::fs::write(&p, new).unwrap();
-        let s = Stack::load(tmp.path()).unwrap();
-        (tmp, s)
-    }
-
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let dest = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                copy_dir(&e.path(), &dest);
-            } else {
-                std::fs::copy(e.path(), dest).unwrap();
-            }
-        }
-    }
+    use crate::stack::testing::{default_stack, edited};
 
     #[test]
     fn the_default_stack_reads_completely() {

@@ -11,6 +11,8 @@ pub mod paths;
 pub mod prometheus;
 pub mod promql;
 pub mod provisioning;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use manifest::Manifest;
 
