@@ -86,6 +86,9 @@ pub enum Command {
     Unlock {
         #[command(flatten)]
         common: Common,
+        /// Remove the lock even when its lease is still live (its holder may be running)
+        #[arg(long)]
+        force: bool,
     },
     /// Re-verify on a schedule, publish a dead-man's switch, evaluate the gate
     Watch {
@@ -150,7 +153,7 @@ impl Command {
             | Command::Verify { common, .. }
             | Command::Rollback { common, .. }
             | Command::Status { common }
-            | Command::Unlock { common }
+            | Command::Unlock { common, .. }
             | Command::Watch { common, .. }
             | Command::Gate { common } => common,
         }
@@ -193,9 +196,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let (stack, host) = load(&common)?;
             cmd::status::run(&stack, &host, common.format).await
         }
-        Command::Unlock { common } => {
+        Command::Unlock { common, force } => {
             let host = crate::hosts::load_host(common.require_host()?)?;
-            cmd::unlock::run(&host, common.format).await
+            cmd::unlock::run(&host, force, common.format).await
         }
         Command::Watch { common, every, protocol, runs, on_red, on_yellow, drill_every, clear_on_exit } => {
             let (stack, host) = load(&common)?;

@@ -43,19 +43,23 @@ pub async fn run(host: &Host, to: Option<&str>, format: Format) -> Result<i32> {
         return Err(e);
     }
     let lock = lock(&conn.ssh, "rollback", None).await?;
-    let r = crate::signals::until_interrupted(async {
-        // Read the state again under the lock: a deploy may have finished meanwhile.
-        conn.refresh().await?;
-        let target = target(&conn.state, to, &host.name)?;
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        fetch_release(&conn.ssh, &target, dir.path()).await?;
-        let stack = Stack::load(dir.path())?;
-        // The release holds its rendered Alertmanager config; its receivers' secret files
-        // come from the host entry.
-        let mut secrets = host.secrets(&stack.manifest.secrets)?;
-        secrets.extend(crate::paging::secret_map(&crate::paging::secret_files(host, &stack.manifest.receivers.from_host)?));
-        Ok((rollback_to(&mut conn, &target, &secrets, quiet).await?, target))
-    })
+    let r = crate::remote::lock::with_lease(
+        host,
+        &lock,
+        crate::signals::until_interrupted(async {
+            // Read the state again under the lock: a deploy may have finished meanwhile.
+            conn.refresh().await?;
+            let target = target(&conn.state, to, &host.name)?;
+            let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+            fetch_release(&conn.ssh, &target, dir.path()).await?;
+            let stack = Stack::load(dir.path())?;
+            // The release holds its rendered Alertmanager config; its receivers' secret files
+            // come from the host entry.
+            let mut secrets = host.secrets(&stack.manifest.secrets)?;
+            secrets.extend(crate::paging::secret_map(&crate::paging::secret_files(host, &stack.manifest.receivers.from_host)?));
+            Ok((rollback_to(&mut conn, &target, &secrets, quiet).await?, target))
+        }),
+    )
     .await;
     release_lock(&conn.ssh, &lock).await;
     conn.ssh.close().await;

@@ -35,7 +35,7 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, html: Option<&Path>
                     return Err(e);
                 }
             };
-            let r = async {
+            let r = crate::remote::lock::with_lease(host, &lock, async {
                 // Ctrl-C during the checks: stop here (the lock is released below). The
                 // drill handles signals itself, so that it always restarts the exporter.
                 let mut report = tokio::select! {
@@ -50,7 +50,7 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, html: Option<&Path>
                 report.checks.push(d.check());
                 report.drill = Some(d.to_json());
                 Ok(report)
-            }
+            })
             .await;
             release_lock(&conn.ssh, &lock).await;
             r

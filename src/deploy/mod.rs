@@ -119,7 +119,8 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
         return Err(e);
     }
     let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
-    let result = crate::signals::until_interrupted(run(&mut conn, stack, &local, &secrets, opts, &mut durations)).await;
+    let result =
+        crate::remote::lock::with_lease(host, &lock, crate::signals::until_interrupted(run(&mut conn, stack, &local, &secrets, opts, &mut durations))).await;
     release_lock(&conn.ssh, &lock).await;
     durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
     let mut report = match result {

@@ -346,7 +346,6 @@ pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     use crate::stack::testing::{default_stack, edited};
 

@@ -1,10 +1,13 @@
 //! The deploy lock: `<remote_dir>/lock`, created with `set -C` (O_EXCL) so two commands
-//! cannot both take it. It holds who took it, when, for what, and a token; the holder
-//! removes it by token on every exit path, `stackproof unlock` removes whatever is there.
+//! cannot both take it. It holds who took it, when, for what, a token, and until when
+//! it is valid: a lease the holder renews (`with_lease`) while it works. The holder
+//! removes it by token on every exit path; `stackproof unlock` removes only a lease that
+//! has expired (its holder died), or any with `--force`.
 
 use super::poll::{poll, Attempt};
 use super::ssh::Ssh;
 use crate::error::{Error, Kind, Result};
+use crate::hosts::Host;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -15,6 +18,12 @@ mkdir -p "$d" 2>/dev/null
 if ( set -C; printf '%s\n' "$info" > "$d/lock" ) 2>/dev/null; then echo ACQUIRED
 elif [ -e "$d/lock" ]; then echo HELD; cat "$d/lock" 2>/dev/null
 else echo "cannot create $d/lock" >&2; fi
+"#;
+
+/// Rewrite the lease if it is still ours (by token): a new expiry.
+const RENEW_SCRIPT: &str = r#"d="$1"; token="$2"; info="$3"
+umask 077
+if grep -qF "\"token\":\"$token\"" "$d/lock" 2>/dev/null; then printf '%s\n' "$info" > "$d/.lock.renew" && mv -f "$d/.lock.renew" "$d/lock" && echo RENEWED; else echo NOTOURS; fi
 "#;
 
 const UNLOCK_SCRIPT: &str = r#"d="$1"; token="$2"
@@ -29,6 +38,63 @@ pub struct LockInfo {
     pub since: String,
     pub command: String,
     pub pid: u32,
+    /// RFC 3339: the lease holds until then unless renewed. A lock without one (written
+    /// by an older stackproof) counts as expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// How long a lease holds without renewal, and how often the holder renews it.
+pub const LEASE: Duration = Duration::from_secs(60);
+pub const RENEW_EVERY: Duration = Duration::from_secs(15);
+
+impl LockInfo {
+    /// Whether the lease still holds at `now` (pure).
+    pub fn live_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.expires.as_deref().and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok()).is_some_and(|e| e > now)
+    }
+}
+
+fn expiry() -> String {
+    (chrono::Utc::now() + chrono::Duration::from_std(LEASE).expect("small")).to_rfc3339()
+}
+
+/// Run `work` while renewing the lease every `RENEW_EVERY` (a schedule, not a wait):
+/// a crashed holder's lease expires within `LEASE`, a working one never does. The
+/// renewals use a connection of their own, opened at the first one (most commands end
+/// before it), so `work` may hold the main connection mutably.
+pub async fn with_lease<T>(host: &Host, info: &LockInfo, work: impl std::future::Future<Output = T>) -> T {
+    let renew = async {
+        let mut ssh: Option<Ssh> = None;
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            if ssh.is_none() {
+                match Ssh::connect(host).await {
+                    Ok(s) => ssh = Some(s),
+                    Err(e) => {
+                        eprintln!("warning: renewing the deploy lock on {}: {e}", host.name);
+                        continue;
+                    }
+                }
+            }
+            let Some(s) = &ssh else { continue };
+            let mut next = info.clone();
+            next.expires = Some(expiry());
+            let json = serde_json::to_string(&next).expect("serializable");
+            match s.script(RENEW_SCRIPT, &[host.remote_dir.as_str(), info.token.as_str(), json.as_str()]).await {
+                Ok(o) if o.stdout.contains("RENEWED") => {}
+                Ok(_) => eprintln!("warning: the deploy lock on {} is no longer ours (removed with --force?)", host.name),
+                Err(e) => {
+                    eprintln!("warning: renewing the deploy lock on {} failed: {e}", host.name);
+                    ssh = None;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        never = renew => never,
+    }
 }
 
 pub enum LockAttempt {
@@ -76,6 +142,7 @@ pub async fn lock(ssh: &Ssh, command: &str, wait: Option<Duration>) -> Result<Lo
         since: chrono::Utc::now().to_rfc3339(),
         command: command.to_string(),
         pid: std::process::id(),
+        expires: Some(expiry()),
     };
     let deadline = Instant::now() + wait.unwrap_or_default();
     let taken = poll(deadline, || async {
@@ -106,10 +173,38 @@ pub async fn release_lock(ssh: &Ssh, lock: &LockInfo) {
     match Ssh::connect(ssh.host()).await {
         Ok(fresh) => {
             if let Err(e2) = unlock(&fresh, Some(&lock.token)).await {
-                tracing::warn!("releasing the lock failed: {e}; again over a new connection: {e2}");
+                eprintln!(
+                    "warning: releasing the deploy lock failed: {e}; again over a new connection: {e2}; it expires by itself within {} s",
+                    LEASE.as_secs()
+                );
             }
             fresh.close().await;
         }
-        Err(e2) => tracing::warn!("releasing the lock failed: {e}; reconnecting failed: {e2}; run `stackproof unlock --host {}`", ssh.host().name),
+        Err(e2) => eprintln!(
+            "warning: releasing the deploy lock failed: {e}; reconnecting failed: {e2}; it expires by itself within {} s (then `stackproof unlock --host {}`)",
+            LEASE.as_secs(),
+            ssh.host().name
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(expires: Option<&str>) -> LockInfo {
+        LockInfo { token: "t".into(), who: "w".into(), since: "s".into(), command: "deploy".into(), pid: 1, expires: expires.map(str::to_string) }
+    }
+
+    #[test]
+    fn a_lease_is_live_until_it_expires_and_an_old_lock_counts_as_expired() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert!(info(Some("2026-11-30T10:00:30Z")).live_at(now));
+        assert!(!info(Some("2026-11-30T09:59:59Z")).live_at(now));
+        assert!(!info(None).live_at(now), "written by an older stackproof");
+        assert!(!info(Some("garbage")).live_at(now));
+        let json = serde_json::to_string(&info(None)).unwrap();
+        assert!(!json.contains("expires"), "{json}");
+        assert_eq!(serde_json::from_str::<LockInfo>(r#"{"token":"t","who":"w","since":"s","command":"deploy","pid":1}"#).unwrap(), info(None));
     }
 }

@@ -295,6 +295,25 @@ fn two_deploys_at_once_second_fails_fast_or_waits() {
 
 #[test]
 #[ignore = "e2e: run scripts/test"]
+fn unlock_refuses_a_live_lease_unless_forced() {
+    let live = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc3339();
+    let _lock = crate::support::sandbox::take_fake_lease("busy@deploying-laptop", Some(&live));
+    let u = sp(&["unlock", "--host", "sandbox", "--format", "json"]);
+    assert_eq!(u.status.code(), Some(2), "{}", text(&u));
+    let e = &json(&u)["error"];
+    assert_eq!(e["kind"], "lock_held", "{e:#}");
+    assert!(e["message"].as_str().unwrap().contains("live lease") && e["hint"].as_str().unwrap().contains("--force"), "{e:#}");
+    assert!(lock_file().is_some_and(|l| l.contains("e2e-fake")), "a live lease was removed");
+    let u = sp(&["unlock", "--host", "sandbox", "--force", "--format", "json"]);
+    assert_eq!(u.status.code(), Some(0), "{}", text(&u));
+    assert_eq!(json(&u)["forced"], true);
+    assert!(!lock_file().is_some_and(|l| l.contains("e2e-fake")), "--force left the lock");
+    let journal = crate::support::sandbox::host_journal();
+    assert!(journal.iter().rev().any(|e| e["event"] == "unlock" && e["forced"] == true), "the forced unlock is journaled");
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
 fn unlock_releases_a_stale_lock() {
     let _lock = take_fake_lock("ghost@crashed-laptop");
     let o = sp(&["deploy", "--host", "sandbox", "--no-drill", "--format", "json"]);

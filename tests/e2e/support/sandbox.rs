@@ -164,7 +164,16 @@ pub fn lock_file() -> Option<String> {
 /// to 5 minutes for other developers' deploys to let go.
 #[must_use]
 pub fn take_fake_lock(who: &str) -> FakeLock {
-    let info = serde_json::json!({"token": "e2e-fake", "who": who, "since": "2020-01-01T00:00:00Z", "command": "deploy", "pid": 999_999}).to_string();
+    take_fake_lease(who, None)
+}
+
+/// The same, as a lease live until `expires` (RFC 3339), as a running holder renews it.
+pub fn take_fake_lease(who: &str, expires: Option<&str>) -> FakeLock {
+    let mut info = serde_json::json!({"token": "e2e-fake", "who": who, "since": "2020-01-01T00:00:00Z", "command": "deploy", "pid": 999_999});
+    if let Some(e) = expires {
+        info["expires"] = e.into();
+    }
+    let info = info.to_string();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let o = run("runuser", &["-u", SANDBOX_USER, "--", "sh", "-c", "set -C; printf '%s\\n' \"$2\" > \"$1/lock\"", "sh", REMOTE, &info]);
