@@ -307,7 +307,19 @@ pub(crate) async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &
     if drill {
         let td = std::time::Instant::now();
         drilling.store(true, Ordering::SeqCst);
-        let r = crate::drill::run(&conn, stack, &crate::drill::DrillOptions { real: false, quiet: true }).await;
+        // The drill stops the exporter: hold the deploy lock, as `verify --drill` does, so
+        // a deploy does not restart the exporter mid-drill, nor the drill stop a fresh one.
+        let limit = crate::drill::bounds(stack, false).map(|b| b.timeout).unwrap_or(stack.manifest.drill.timeout);
+        let r = match crate::remote::lock::lock(&conn.ssh, "watch --drill-every", Some(limit)).await {
+            Ok(lock) => {
+                let r =
+                    crate::remote::lock::with_lease(&host, &lock, crate::drill::run(&conn, stack, &crate::drill::DrillOptions { real: false, quiet: true }))
+                        .await;
+                crate::remote::lock::release_lock(&conn.ssh, &lock).await;
+                r
+            }
+            Err(e) => Err(e),
+        };
         drilling.store(false, Ordering::SeqCst);
         drill_ms = Some(ms(td.elapsed()));
         match r {

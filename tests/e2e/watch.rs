@@ -323,3 +323,25 @@ fn sigterm_during_a_run_stops_cleanly_with_exit_0() {
     // Either the run was abandoned, or it had already finished and was journaled whole.
     assert_eq!(of_watch(&j, &id, "watch-abandoned").len() + of_watch(&j, &id, "watch").len(), 1);
 }
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn a_watch_drill_holds_the_deploy_lock_while_the_exporter_is_stopped() {
+    deploy(None);
+    let w = watch(cmd(&["watch", "--host", "sandbox", "--every", "1m", "--runs", "1", "--drill-every", "1", "--format", "json"]));
+    // While the run drills, the lock names it; poll the lock file until the run line.
+    let mut held_by_watch = false;
+    let run = loop {
+        if crate::support::sandbox::lock_file().is_some_and(|l| l.contains("watch --drill-every")) {
+            held_by_watch = true;
+        }
+        match w.runs.recv_timeout(Duration::from_millis(100)) {
+            Ok(v) => break v,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(e) => panic!("watch ended without a run line: {e}"),
+        }
+    };
+    assert_eq!(run["drill"]["ok"], true, "{run:#}");
+    assert!(held_by_watch, "the drill ran without the deploy lock");
+    assert!(crate::support::sandbox::lock_file().is_none(), "the lock was not released after the drill");
+}
