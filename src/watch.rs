@@ -309,15 +309,17 @@ pub(crate) async fn run_once(host_name: &str, stack: &Stack, n: u64, watch_id: &
         drilling.store(true, Ordering::SeqCst);
         // The drill stops the exporter: hold the deploy lock, as `verify --drill` does, so
         // a deploy does not restart the exporter mid-drill, nor the drill stop a fresh one.
-        let limit = crate::drill::bounds(stack, false).map(|b| b.timeout).unwrap_or(stack.manifest.drill.timeout);
-        let r = match crate::remote::lock::lock(&conn.ssh, "watch --drill-every", Some(limit)).await {
-            Ok(lock) => {
-                let r =
-                    crate::remote::lock::with_lease(&host, &lock, crate::drill::run(&conn, stack, &crate::drill::DrillOptions { real: false, quiet: true }))
-                        .await;
-                crate::remote::lock::release_lock(&conn.ssh, &lock).await;
-                r
-            }
+        // The bounds once: they give the lock's wait and the drill's stages.
+        let opts = crate::drill::DrillOptions { real: false, quiet: true };
+        let r = match crate::drill::bounds(stack, false).map_err(crate::drill::refused) {
+            Ok(b) => match crate::remote::lock::lock(&conn.ssh, "watch --drill-every", Some(b.timeout)).await {
+                Ok(lock) => {
+                    let r = crate::remote::lock::with_lease(&host, &lock, crate::drill::run_with(&conn, stack, &b, &opts)).await;
+                    crate::remote::lock::release_lock(&conn.ssh, &lock).await;
+                    r
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         drilling.store(false, Ordering::SeqCst);

@@ -9,10 +9,8 @@ use crate::remote::Conn;
 use crate::stack::Stack;
 
 pub async fn run(stack: &Stack, host: &Host, format: Format) -> Result<i32> {
-    let (stack, receiver_files) = crate::paging::for_host(stack, host)?;
+    let (stack, secrets) = crate::paging::deployed(stack, host)?;
     let stack = &stack;
-    let mut secrets = host.secrets(&stack.manifest.secrets)?;
-    secrets.extend(crate::paging::secret_map(&receiver_files));
     let local = LocalFiles::read(stack)?;
     let conn = Conn::open(host).await?;
     let planned = make_plan(&conn, stack, &local, &secrets).await;

@@ -141,10 +141,7 @@ mod tests {
     }
 
     fn spec(service: &str, ports: &[u16]) -> ContainerSpec {
-        let mut s = ContainerSpec::default();
-        s.service = service.into();
-        s.ports = ports.to_vec();
-        s
+        ContainerSpec { service: service.into(), ports: ports.to_vec(), ..Default::default() }
     }
 
     #[test]

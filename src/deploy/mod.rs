@@ -98,10 +98,8 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     let mut durations = Durations::new();
     // The stack as this host runs it (its receivers rendered in), and every secret it
     // needs, read before anything is touched.
-    let (deployed, receiver_files) = crate::paging::for_host(stack, host)?;
+    let (deployed, secrets) = crate::paging::deployed(stack, host)?;
     let stack = &deployed;
-    let mut secrets = host.secrets(&stack.manifest.secrets)?;
-    secrets.extend(crate::paging::secret_map(&receiver_files));
     let local = LocalFiles::read(stack)?;
     // An impossible drill (a `for` longer than drill.timeout) is refused before connecting.
     if opts.drill != Some(false) {

@@ -209,15 +209,14 @@ pub async fn apply(
     // The containers and the host exporter do not depend on each other: both at once.
     let (mut cfx, mut efx) = (untouched(), untouched());
     let step = Progress::step("reconciling containers and the host exporter", quiet);
-    let timed = |started: Instant| started.elapsed();
     let ((r, ct), (er, et)) = tokio::join!(
         async {
             let t = Instant::now();
-            (containers::apply(conn, stack, &plan, &specs, secrets, &step, deadline, &mut cfx).await, timed(t))
+            (containers::apply(conn, stack, &plan, &specs, secrets, &step, deadline, &mut cfx).await, t.elapsed())
         },
         async {
             let t = Instant::now();
-            (host_exporter::apply(conn, stack, &plan, deadline, &mut efx, &step).await, timed(t))
+            (host_exporter::apply(conn, stack, &plan, deadline, &mut efx, &step).await, t.elapsed())
         },
     );
     match (&r, &er) {

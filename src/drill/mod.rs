@@ -177,7 +177,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     let pre_deadline = Instant::now() + b.target_up + b.am_resolved + EXPORTER_GRACE;
     let pre = tokio::select! {
         r = poll(pre_deadline, || async {
-            let s = snapshot(&client, &ep, &d.job, false).await;
+            let s = snapshot(client, &ep, &d.job, false).await;
             if !s.errors.is_empty() {
                 return Err(s.errors.join("; "));
             }
@@ -203,7 +203,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
             "wait for the earlier outage to resolve, or run `stackproof deploy` to restart the host exporter",
         ));
     }
-    let host_t0 = host_time(&client, &ep).await;
+    let host_t0 = host_time(client, &ep).await;
     let metrics_before = if opts.real { client.get(format!("{}/metrics", ep.alertmanager)).send().await.ok() } else { None };
     let metrics_before = match metrics_before {
         Some(r) => r.text().await.ok(),
@@ -227,7 +227,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     let t0 = Instant::now();
     if let Err(e) = stop {
         // It may or may not be running now: make sure it is, then give up.
-        let _ = ensure_running(&exp, &client, &ep, &he.metrics_path, quiet).await;
+        let _ = ensure_running(&exp, client, &ep, &he.metrics_path, quiet).await;
         return Err(e);
     }
     if !quiet {
@@ -249,7 +249,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     }
     let mut real_fail_note = None::<String>;
     let interrupted = tokio::select! {
-        _ = watch(&mut out, t0, quiet, || snapshot(&client, &ep, &d.job, opts.real), |s, g, start, quiet| {
+        _ = watch(&mut out, t0, quiet, || snapshot(client, &ep, &d.job, opts.real), |s, g, start, quiet| {
             if s.job_all("down") { hit(&mut g[0], start, quiet) }
             match s.prom_state(&b.alert) {
                 Some("firing") => { hit(&mut g[1], start, quiet); hit(&mut g[2], start, quiet) }
@@ -297,7 +297,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
 
     // Always restart the exporter, whatever happened above.
     let restart_call = Instant::now();
-    let restarted = ensure_running(&exp, &client, &ep, &he.metrics_path, quiet).await;
+    let restarted = ensure_running(&exp, client, &ep, &he.metrics_path, quiet).await;
     let t1 = Instant::now();
     let restart_after = restarted.is_ok().then(|| round2(t1.duration_since(restart_call).as_secs_f64()));
     let mut error = restarted.as_ref().err().map(|e| format!("restarting the host exporter: {e}"));
@@ -319,7 +319,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     if !interrupted && restarted.is_ok() {
         let fire_t = out[4].seen.unwrap_or(t0);
         interrupted2 = tokio::select! {
-            _ = watch(&mut rec, t1, quiet, || snapshot(&client, &ep, &d.job, false), |s, g, start, quiet| {
+            _ = watch(&mut rec, t1, quiet, || snapshot(client, &ep, &d.job, false), |s, g, start, quiet| {
                 if s.job_all("up") { hit(&mut g[0], start, quiet) }
                 if s.errors.is_empty() && s.prom_state(&b.alert).is_none() && s.prom_state(&b.real_alert).is_none() { hit(&mut g[1], start, quiet) }
                 if s.errors.is_empty() && s.am_state(&b.alert).is_none() && s.am_state(&b.real_alert).is_none() { hit(&mut g[2], start, quiet) }

@@ -204,6 +204,15 @@ pub fn secret_files(host: &Host, from_host: &[String]) -> Result<Vec<SecretFile>
     Ok(files)
 }
 
+/// The stack as `host` runs it and every secret its containers need (the manifest's
+/// `secrets` and the receivers' secret files), read before the host is touched.
+pub fn deployed(stack: &Stack, host: &Host) -> Result<(Stack, BTreeMap<String, Secret>)> {
+    let (deployed, files) = for_host(stack, host)?;
+    let mut secrets = host.secrets(&deployed.manifest.secrets)?;
+    secrets.extend(secret_map(&files));
+    Ok((deployed, secrets))
+}
+
 /// The secret files as the name → value map the deploy copies into containers.
 pub fn secret_map(files: &[SecretFile]) -> BTreeMap<String, Secret> {
     files.iter().map(|f| (f.name.clone(), f.value.clone())).collect()

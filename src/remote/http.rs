@@ -88,15 +88,6 @@ impl Http {
         send(rb, url).await
     }
 
-    /// POST without a body (reloads).
-    pub async fn post(&self, url: &str, auth: Option<Auth<'_>>) -> Result<Answer, String> {
-        let mut rb = self.client.post(url);
-        if let Some(a) = auth {
-            rb = rb.basic_auth(a.user, Some(a.password));
-        }
-        send(rb, url).await
-    }
-
     pub async fn get(&self, url: &str, auth: Option<Auth<'_>>) -> Result<Answer, String> {
         let mut rb = self.client.get(url);
         if let Some(a) = auth {

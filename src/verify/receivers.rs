@@ -10,7 +10,8 @@ use crate::hosts::Host;
 use crate::paging::probe;
 use crate::remote::http::Http;
 use crate::remote::{layout, Conn};
-use crate::stack::Stack;
+use crate::stack::alertmanager::Config as AmConfig;
+use crate::stack::{paths, Stack};
 use std::collections::BTreeMap;
 
 const FAILED: &str = "alertmanager_notifications_failed_total";
@@ -18,15 +19,17 @@ const FAILED: &str = "alertmanager_notifications_failed_total";
 /// The reachability checks of every receiver the routing tree uses (but stackproof's own
 /// drill receiver, which the drill proves), as the deployed config gives them.
 pub async fn reachable(conn: &Conn, stack: &Stack, host: &Host) -> Vec<Check> {
-    let files = crate::stack::files::StackFiles::load(stack);
-    let Some(cfg) = &files.alertmanager.model else { return vec![] };
+    // Only the Alertmanager config is needed (the checks' own `StackFiles` is not in reach).
+    let cfg =
+        paths::alertmanager_config(&stack.manifest).and_then(|p| p.stack).and_then(|rel| stack.read_text(&rel).ok()).and_then(|t| AmConfig::from_yaml(&t).ok());
+    let Some(cfg) = &cfg else { return vec![] };
     let mut names = vec![];
     if let Some(route) = &cfg.route {
         super::alertmanager::tree_receivers(route, &mut names);
     }
     names.retain(|n| *n != stack.manifest.drill.receiver);
-    let unpaged = host.unpaged.clone();
-    let mut futs = vec![];
+    let mut empty = vec![];
+    let mut probes = vec![];
     for name in names {
         let slack_url =
             host.receivers.get(&name).and_then(|e| e.slack.as_ref()).and_then(|s| host.read_secret(&format!("receivers.{name}.api_url"), &s.api_url).ok());
@@ -37,49 +40,41 @@ pub async fn reachable(conn: &Conn, stack: &Stack, host: &Host) -> Vec<Check> {
             "in the stack's alertmanager.yml".to_string()
         };
         if targets.is_empty() {
-            let (unpaged, where_) = (unpaged.clone(), where_.clone());
-            futs.push(futures_util::future::Either::Left(async move {
-                let why = unpaged.as_deref().map(|u| format!(" (the host entry says: {u})")).unwrap_or_default();
-                let c = timed(format!("alertmanager: receiver {name}"), async move {
-                    Outcome::fail(format!("no integration: nobody is paged for alerts routed here{why}"), format!("give it an endpoint {where_}"))
-                })
-                .await;
-                if unpaged.is_some() {
-                    warn(c)
-                } else {
-                    c
-                }
-            }));
-            continue;
+            let why = host.unpaged.as_deref().map(|u| format!(" (the host entry says: {u})")).unwrap_or_default();
+            empty.push(Check {
+                name: format!("alertmanager: receiver {name}"),
+                status: Status::Fail,
+                detail: format!("no integration: nobody is paged for alerts routed here{why}"),
+                hint: format!("give it an endpoint {where_}"),
+                duration_ms: 0,
+            });
         }
         for (integration, target) in targets {
-            let (name, where_, unpaged) = (name.clone(), where_.clone(), unpaged.is_some());
-            futs.push(futures_util::future::Either::Right(async move {
-                let c = timed(format!("alertmanager: receiver {name} ({integration})"), async {
-                    let target = match target {
-                        Ok(t) => t,
-                        Err(why) => return Outcome::skip(why),
-                    };
-                    let p = probe::run(&conn.ssh, &target).await;
-                    if p.ok {
-                        Outcome::pass(format!("{}: {}", target.describe(), p.detail))
-                    } else {
-                        Outcome::fail(
-                            format!("{} not reachable from the host ({}): {}", target.describe(), p.stage, p.detail),
-                            format!("fix the `{integration}` endpoint of receiver `{name}` {where_}: Alertmanager reaches it from the host"),
-                        )
-                    }
-                })
-                .await;
-                if unpaged {
-                    warn(c)
+            let (name, where_) = (name.clone(), where_.clone());
+            probes.push(timed(format!("alertmanager: receiver {name} ({integration})"), async move {
+                let target = match target {
+                    Ok(t) => t,
+                    Err(why) => return Outcome::skip(why),
+                };
+                let p = probe::run(&conn.ssh, &target).await;
+                if p.ok {
+                    Outcome::pass(format!("{}: {}", target.describe(), p.detail))
                 } else {
-                    c
+                    Outcome::fail(
+                        format!("{} not reachable from the host ({}): {}", target.describe(), p.stage, p.detail),
+                        format!("fix the `{integration}` endpoint of receiver `{name}` {where_}: Alertmanager reaches it from the host"),
+                    )
                 }
             }));
         }
     }
-    futures_util::future::join_all(futs).await
+    let mut checks = empty;
+    checks.extend(futures_util::future::join_all(probes).await);
+    // A host that pages nobody on purpose: its failures are known and accepted.
+    if host.unpaged.is_some() {
+        checks = checks.into_iter().map(warn).collect();
+    }
+    checks
 }
 
 /// A failure that is known and accepted becomes a warning (a pass stays a pass).
