@@ -81,6 +81,7 @@ mod manifest;
 mod metrics;
 mod promcfg;
 mod prometheus;
+pub mod proof;
 mod promtool;
 mod versions;
 
