@@ -20,6 +20,21 @@ and errors are the subset of failures where the command itself never completed.
 Honest numbers only: before the first run has finished, the counters are 0 and the
 gauges about "the last run" are not exposed at all.
 
+Fault injection (`stackproof drill --alert/--all`): with `--fault-file PATH` the exporter
+reads PATH (JSON) between runs, at least every FAULT_CHECK seconds, and while it names a
+mode whose `until` (unix seconds) has not passed, runs the suite faulted:
+
+    {"mode": "fail" | "error" | "slow" | "silence", "until": 1764500000, "delay_s": 1.5}
+
+  fail     every test reports failure (its command is not run): pass rate 0
+  error    every test could not run (counts as failed and as an error)
+  slow     every test runs, then takes `delay_s` longer (a real wait, so the duration
+           histogram is real); the next run follows at once
+  silence  /metrics answers, but no test runs
+A change of mode starts a run at once. A missing, unreadable or expired file means no
+fault: a drill whose connection was cut never leaves the host faulted past `until`.
+`suite_fault_mode{mode="..."} 1` says which mode is in force (`none` normally).
+
 Why hand-written and not prometheus_client: the exporter must run on a stock host
 with no pip and no network, so it may use the standard library only.
 """
@@ -45,6 +60,9 @@ DEFAULT_TIMEOUT = 10.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+FAULT_MODES = ("fail", "error", "slow", "silence")
+# How often the fault file is read while waiting between runs or inside a slow test.
+FAULT_CHECK = 0.5
 
 
 class ConfigError(Exception):
@@ -127,6 +145,61 @@ def load_tests(path):
     return tests
 
 
+class Fault:
+    """The fault file, read at most every FAULT_CHECK seconds. `mode()` is "none" unless
+    the file names a known mode whose `until` is still in the future."""
+
+    def __init__(self, path, clock=time.time):
+        self.path, self.clock = path, clock
+        self.read_at = None
+        self.doc = None
+        self.complained = None
+
+    def _read(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            why = "fault file %s unreadable, ignored: %s" % (self.path, e)
+            if why != self.complained:
+                log(why)
+                self.complained = why
+            return None
+        if not isinstance(doc, dict) or doc.get("mode") not in FAULT_MODES or not isinstance(doc.get("until"), (int, float)):
+            why = "fault file %s ignored: it needs a mode (%s) and a numeric until" % (self.path, ", ".join(FAULT_MODES))
+            if why != self.complained:
+                log(why)
+                self.complained = why
+            return None
+        return doc
+
+    def current(self):
+        if self.path is None:
+            return None
+        now = time.monotonic()
+        if self.read_at is None or now - self.read_at >= FAULT_CHECK:
+            self.doc = self._read()
+            self.read_at = now
+        doc = self.doc
+        if doc is None or doc["until"] <= self.clock():
+            return None
+        return doc
+
+    def mode(self):
+        doc = self.current()
+        return doc["mode"] if doc else "none"
+
+    def delay(self):
+        doc = self.current()
+        try:
+            d = float((doc or {}).get("delay_s", 1.5))
+        except (TypeError, ValueError):
+            d = 1.5
+        return min(max(d, 0.0), 30.0)
+
+
 class Metrics:
     """The exporter's state. One lock guards everything; rendering takes a snapshot."""
 
@@ -142,6 +215,7 @@ class Metrics:
         self.last_success = {}  # test name -> 1/0 in the last run
         # per operation: bucket counts (non-cumulative, one per bound plus +Inf), sum, count
         self.hist = {n: [[0] * (len(BUCKETS) + 1), 0.0, 0] for n in names}
+        self.fault_mode = None  # "none" or the injected mode; None without --fault-file
 
     def record_run(self, results, finished_at):
         with self.lock:
@@ -203,6 +277,9 @@ class Metrics:
                     out.append('suite_operation_duration_seconds_bucket{operation="%s",le="%s"} %d' % (label, fmt(bound), cumulative))
                 out.append('suite_operation_duration_seconds_sum{operation="%s"} %s' % (label, fmt(total)))
                 out.append('suite_operation_duration_seconds_count{operation="%s"} %d' % (label, count))
+            if self.fault_mode is not None:
+                family("suite_fault_mode", "gauge", "1 for the fault injected by stackproof's drill (none: no fault).")
+                out.append('suite_fault_mode{mode="%s"} 1' % escape(self.fault_mode))
             return "\n".join(out) + "\n"
 
 
@@ -220,19 +297,48 @@ class Runner(threading.Thread):
     """Runs the suite at start, again `warmup` seconds later (so that rates and latency
     percentiles have two samples right after a start, not one interval later), and then
     every `interval` seconds (measured start to start; a run that overruns is followed
-    at once by the next)."""
+    at once by the next). A change of the injected fault's mode starts a run at once;
+    while `slow`, runs follow each other without a pause; while `silence`, none runs."""
 
-    def __init__(self, tests, interval, metrics, stop, warmup=0.0):
+    def __init__(self, tests, interval, metrics, stop, warmup=0.0, fault=None):
         super().__init__(name="suite-runner", daemon=True)
         self.tests, self.interval, self.metrics, self.stop = tests, interval, metrics, stop
         self.warmup = warmup
+        self.fault = fault or Fault(None)
         self.current = None  # the running Popen, so a shutdown can kill it
         self.current_lock = threading.Lock()
+
+    def mode(self):
+        m = self.fault.mode()
+        if self.fault.path is not None:
+            with self.metrics.lock:
+                if self.metrics.fault_mode != m:
+                    if self.metrics.fault_mode is not None:
+                        log("fault injection: mode %s (was %s)" % (m, self.metrics.fault_mode))
+                    self.metrics.fault_mode = m
+        return m
+
+    def wait(self, seconds, mode):
+        """Wait up to `seconds`; True when the fault's mode changed (start a run now)."""
+        end = time.monotonic() + seconds
+        while not self.stop.is_set():
+            if self.mode() != mode:
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.stop.wait(min(left, FAULT_CHECK))
+        return False
 
     def run(self):
         next_start = time.monotonic()
         runs = 0
         while not self.stop.is_set():
+            mode = self.mode()
+            if mode == "silence":
+                self.wait(3600.0, mode)
+                next_start = time.monotonic()
+                continue
             results = []
             for t in self.tests:
                 if self.stop.is_set():
@@ -242,17 +348,24 @@ class Runner(threading.Thread):
                 return
             self.metrics.record_run(results, time.time())
             failed = [n for n, o, _ in results if o != "pass"]
-            log("run finished: %d/%d passed%s" % (len(results) - len(failed), len(results),
-                                                    (", not passed: " + ", ".join(failed)) if failed else ""))
+            log("run finished: %d/%d passed%s%s" % (len(results) - len(failed), len(results),
+                                                      (", not passed: " + ", ".join(failed)) if failed else "",
+                                                      (" (fault injected: %s)" % mode) if mode != "none" else ""))
             runs += 1
             next_start += self.warmup if runs == 1 and 0 < self.warmup < self.interval else self.interval
             now = time.monotonic()
-            if next_start < now:
+            if next_start < now or self.mode() == "slow":
                 next_start = now
-            self.stop.wait(next_start - now)
+            if self.wait(next_start - now, mode):
+                next_start = time.monotonic()
 
     def run_one(self, t):
+        mode = self.mode()
         start = time.monotonic()
+        if mode == "fail":
+            return (t["name"], "fail", time.monotonic() - start)
+        if mode == "error":
+            return (t["name"], "error", time.monotonic() - start)
         try:
             proc = subprocess.Popen(t["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
@@ -276,6 +389,9 @@ class Runner(threading.Thread):
         finally:
             with self.current_lock:
                 self.current = None
+        if mode == "slow":
+            # A real wait inside the operation: it ends early when the fault ends.
+            self.wait(self.fault.delay(), mode)
         return (t["name"], outcome, time.monotonic() - start)
 
     def kill_current(self):
@@ -332,6 +448,7 @@ def main(argv=None):
     ap.add_argument("--warmup", default="2s", help="start the second run this long after the first (0 = one interval), so a fresh start has two samples at once (default 2s)")
     ap.add_argument("--tests", default="host_exporter/tests.json", help="JSON file listing the tests")
     ap.add_argument("--pid-file", help="write the process id here once listening")
+    ap.add_argument("--fault-file", help="JSON file naming a fault to inject (stackproof drill); absent = no fault")
     args = ap.parse_args(argv)
 
     try:
@@ -370,7 +487,9 @@ def main(argv=None):
     # A short poll interval so that shutdown() returns quickly after SIGTERM.
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
     serving.start()
-    runner = Runner(tests, interval, metrics, stop, warmup)
+    fault = Fault(args.fault_file) if args.fault_file else None
+    runner = Runner(tests, interval, metrics, stop, warmup, fault)
+    runner.mode()  # expose suite_fault_mode from the first scrape
     runner.start()
     log("listening on %s, %d tests every %gs" % (args.listen, len(tests), interval))
 
