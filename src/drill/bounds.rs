@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_drill_route_that_does_not_reach_the_receiver_is_refused() {
-        let (_t, s) = edited("alertmanager/alertmanager.yml", |t| t.replace("matchers: [alertname=\"StackproofDrill\"]", "matchers: [alertname=\"Other\"]"));
+        let (_t, s) = edited("alertmanager/alertmanager.yml", |t| t.replace("matchers: [drill=\"true\"]", "matchers: [alertname=\"Other\"]"));
         let e = bounds(&s, false).unwrap_err();
         assert!(e.contains("instead of the drill receiver `stackproof-drill`"), "{e}");
     }

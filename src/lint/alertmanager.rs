@@ -514,7 +514,7 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
                 by.unwrap_or_default(),
                 first.map(|m| m.receiver.as_str()).unwrap_or("")
             ),
-            format!("put a route `matchers: [alertname=\"{}\"]`, receiver `{}`, continue: false first under the root route", d.alert, d.receiver),
+            format!("put a route `matchers: [drill=\"true\"]` (the label `{}` and the drill twins carry), receiver `{}`, continue: false first under the root route", d.alert, d.receiver),
         );
     } else if !others.is_empty() {
         sink.at(

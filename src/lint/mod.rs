@@ -50,6 +50,7 @@
 //! | `am.inhibit_matches_nothing` | warning | an inhibit rule whose source or target no alert can match |
 //! | `am.drill_swallowed` | error | the drill alert does not reach the drill receiver |
 //! | `drill.rule_missing`, `drill.receiver_missing`, `drill.receiver_url` | error | the drill's pieces are missing |
+//! | `drill.twins_glob_missing` | info | prometheus.yml's `rule_files` lacks `/stackproof/drill/*.yml`: `drill --alert/--all` cannot load twins |
 //! | `version.unsupported` | error | syntax newer than the pinned image |
 //! | `grafana.dashboard_wrapped` | error | `{"dashboard": ...}` API wrapper instead of a model |
 //! | `grafana.missing_title` | error | no title |
@@ -81,8 +82,8 @@ mod manifest;
 mod metrics;
 mod promcfg;
 mod prometheus;
-pub mod proof;
 mod promtool;
+pub mod proof;
 mod versions;
 
 use crate::error::{Error, Kind, Result};

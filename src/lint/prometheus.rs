@@ -150,9 +150,25 @@ fn check_target(src: &Source, ctx: &StackCtx, path: &str, t: &str, job: &str, me
 /// The rule files a config names, as stack paths (stack) or checked on disk (lone).
 pub fn resolve_rule_files(src: &Source, cfg: &Config, ctx: Option<&StackCtx>, sink: &mut Sink) -> Vec<String> {
     let mut out = Vec::new();
+    if ctx.is_some() && !cfg.rule_files.iter().any(|p| p == paths::DRILL_TWINS_GLOB) {
+        sink.at(
+            Severity::Info,
+            "drill.twins_glob_missing",
+            src,
+            "rule_files",
+            format!(
+                "rule_files has no `{}`: `stackproof drill --alert/--all` cannot load its drill twins on this stack (the plain drill works)",
+                paths::DRILL_TWINS_GLOB
+            ),
+            format!("add `- {}` under rule_files to prove every alert live (README \"stackproof drill\")", paths::DRILL_TWINS_GLOB),
+        );
+    }
     for (i, pat) in cfg.rule_files.iter().enumerate() {
         let at = format!("rule_files/{i}");
         let pos = src.value_pos(&super::locate::path(&at));
+        if ctx.is_some() && pat == paths::DRILL_TWINS_GLOB {
+            continue; // the drill's twins, outside every release on purpose
+        }
         match ctx {
             Some(ctx) => {
                 let rel_cfg = src.path.strip_prefix(&ctx.dir).ok().map(|p| p.to_string_lossy().replace('\\', "/"));

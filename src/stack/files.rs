@@ -200,6 +200,9 @@ impl StackFiles {
             let base = paths::parent(&f.prometheus.file).to_string();
             let mut rule_files = vec![];
             for pat in &cfg.rule_files {
+                if pat == paths::DRILL_TWINS_GLOB {
+                    continue; // outside every release on purpose: the drill's twins (src/drill/live)
+                }
                 let Some(rel) = paths::resolve(&host_to_container(pat, dir), &base) else {
                     f.problems.push(Problem { part: Part::Rules, message: format!("rule file pattern {pat} points outside the stack") });
                     continue;

@@ -48,6 +48,11 @@ pub fn normalise(p: &str) -> String {
     out.join("/")
 }
 
+/// The `rule_files` glob under which `stackproof drill --alert/--all` puts its twin rules
+/// (the remote dir's `drill/`, outside every release; the containers see the remote dir
+/// at /stackproof). Not a stack file: readers of the stack skip it.
+pub const DRILL_TWINS_GLOB: &str = "/stackproof/drill/*.yml";
+
 /// A path as a container sees it, as a stack-relative path: `/stackproof/current/x/y` →
 /// `x/y`. None for any path outside the current release.
 pub fn container_to_stack(p: &str) -> Option<String> {

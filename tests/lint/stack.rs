@@ -2,7 +2,7 @@
 //! the finding's code, file and line.
 
 use crate::support::{assert_finding, errors, show, Copy};
-use stackproof::lint::Severity::{Error, Warning};
+use stackproof::lint::Severity::{Error, Info, Warning};
 
 const PROM: &str = "prometheus/prometheus.yml";
 const AM: &str = "alertmanager/alertmanager.yml";
@@ -189,7 +189,7 @@ fn inhibit_rule_matching_nothing() {
 #[test]
 fn drill_swallowed_by_a_route() {
     let c = Copy::new();
-    c.replace(AM, "matchers: [alertname=\"StackproofDrill\"]", "matchers: [alertname=\"StackproofDril\"]");
+    c.replace(AM, "matchers: [drill=\"true\"]", "matchers: [drill=\"tru\"]");
     // StackproofDrill (severity info) now lands on the info route.
     let line = c.line_of(AM, "matchers: [severity=\"info\"]");
     let hit = assert_finding(&c.lint(), Error, "am.drill_swallowed", AM, line);
@@ -383,4 +383,14 @@ fn grafana_12_3_watching_the_current_symlink_is_a_warning() {
     assert!(hit.hint.contains("updateIntervalSeconds: 11"), "{hit:?}");
     c.replace(PROV, "updateIntervalSeconds: 5", "updateIntervalSeconds: 30");
     assert!(!c.lint().iter().any(|x| x.code == "grafana.provider_file_watch"), "a polling provider is fine");
+}
+
+#[test]
+fn a_stack_without_the_drill_twins_glob_gets_a_note() {
+    let c = Copy::new();
+    assert!(!c.lint().iter().any(|f| f.code == "drill.twins_glob_missing"), "the default stack has the glob");
+    c.replace(PROM, "  - /stackproof/drill/*.yml\n", "");
+    let line = c.line_of(PROM, "rule_files:");
+    let hit = assert_finding(&c.lint(), Info, "drill.twins_glob_missing", PROM, line);
+    assert!(hit.message.contains("/stackproof/drill/*.yml"), "{}", hit.message);
 }
