@@ -11,6 +11,7 @@
 //! Used by `verify --drill` (`commands::verify`) and by `deploy` ([`run`]).
 
 pub mod bounds;
+pub mod live;
 mod observe;
 mod report;
 pub mod webhook;
@@ -49,10 +50,10 @@ struct Goal {
 }
 
 impl Goal {
-    fn new(name: impl Into<String>, phase: &'static str, bound: Duration) -> Goal {
+    pub(crate) fn new(name: impl Into<String>, phase: &'static str, bound: Duration) -> Goal {
         Goal { name: name.into(), phase, bound, seen: None, failed: None }
     }
-    fn open(&self) -> bool {
+    pub(crate) fn open(&self) -> bool {
         self.seen.is_none() && self.failed.is_none()
     }
     fn stage(&self, start: Instant) -> Stage {
@@ -69,7 +70,7 @@ impl Goal {
     }
 }
 
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
@@ -414,7 +415,7 @@ fn hit_print(g: &Goal, start: Instant, quiet: bool) {
 }
 
 /// Start the exporter unless it already answers, and wait until it answers.
-async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpoints, path: &str, quiet: bool) -> Result<()> {
+pub(crate) async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client, ep: &Endpoints, path: &str, quiet: bool) -> Result<()> {
     if exporter_answers(client, ep, path).await {
         return Ok(());
     }
