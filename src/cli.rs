@@ -70,6 +70,27 @@ pub enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Prove alerts fire: the outage drill, or with --alert/--all every chosen alert live
+    /// through its drill twin (the host exporter faulted) or offline
+    Drill {
+        #[command(flatten)]
+        common: Common,
+        /// Prove this alert (repeatable)
+        #[arg(long = "alert", value_name = "NAME")]
+        alerts: Vec<String>,
+        /// Prove every alerting rule of the stack
+        #[arg(long, conflicts_with = "alerts")]
+        all: bool,
+        /// Route through the real receivers (pages people: the real alerts are not silenced)
+        #[arg(long)]
+        real: bool,
+        /// Write a self-contained HTML report with the alert coverage
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Wait up to this long for another command's lock (e.g. 2m)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lock_wait: Option<Duration>,
+    },
     /// Go back to the last verified release (or --to RELEASE)
     Rollback {
         #[command(flatten)]
@@ -151,6 +172,7 @@ impl Command {
             | Command::Plan { common }
             | Command::Deploy { common, .. }
             | Command::Verify { common, .. }
+            | Command::Drill { common, .. }
             | Command::Rollback { common, .. }
             | Command::Status { common }
             | Command::Unlock { common, .. }
@@ -187,6 +209,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let (stack, host) = load(&common)?;
             let drill = (drill || drill_real).then_some(drill_real);
             cmd::verify::run(&stack, &host, common.format, report.as_deref(), drill).await
+        }
+        Command::Drill { common, alerts, all, real, report, lock_wait } => {
+            let (stack, host) = load(&common)?;
+            cmd::drill::run(&stack, &host, common.format, cmd::drill::Args { alerts, all, real, report, lock_wait }).await
         }
         Command::Rollback { common, to } => {
             let host = crate::hosts::load_host(common.require_host()?)?;

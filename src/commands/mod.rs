@@ -4,6 +4,7 @@
 //! checks or a red gate; 2 could not run; 3 yellow gate.
 
 pub mod deploy;
+pub mod drill;
 pub mod gate;
 pub mod lint;
 pub mod plan;

@@ -23,6 +23,10 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, html: Option<&Path>
     // Refuse an impossible drill before connecting (nothing is stopped).
     let b = drill.map(|real| bounds(stack, real).map_err(refused)).transpose()?;
     let conn = Conn::open(host).await?;
+    // A live drill killed mid-way left twins or a fault behind: undo them (and say so).
+    if let Err(e) = crate::drill::live::recover(&conn, stack, quiet).await {
+        eprintln!("warning: cleaning up after an interrupted drill failed: {e}");
+    }
     let result = match (&b, drill) {
         (Some(b), Some(real)) => {
             // The drill changes the host (it stops the exporter): hold the deploy lock so

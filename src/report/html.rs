@@ -352,3 +352,92 @@ mod tests {
         assert_eq!(chart(&[]), "");
     }
 }
+
+/// The alert-coverage section of `drill --alert/--all` (its JSON document): one row per
+/// alerting rule, offline and live proofs with their times against their bounds.
+pub fn coverage_section(j: &serde_json::Value) -> String {
+    let mut h = String::from("<h2 id=\"coverage\">Alert coverage</h2>\n");
+    let Some(alerts) = j["alerts"].as_array() else {
+        h.push_str("<p class=\"empty\">No alert was drilled in this run.</p>\n");
+        return h;
+    };
+    h.push_str("<table><tr><th></th><th>alert</th><th>offline</th><th>live</th><th>fault</th><th>fired / bound</th><th>delivered</th><th>resolved / bound</th><th>how / reason</th></tr>\n");
+    let secs = |v: &serde_json::Value| v.as_f64().map(|x| format!("{x:.1} s")).unwrap_or_else(|| "–".into());
+    for a in alerts {
+        let tried = a["tried"].as_bool().unwrap_or(false);
+        let live = a["live"].as_bool().unwrap_or(false);
+        let offline = a["offline"].as_bool().unwrap_or(false);
+        let status = if tried && !live {
+            Status::Fail
+        } else if live || offline {
+            Status::Pass
+        } else {
+            Status::Skip
+        };
+        let yes = |b: bool| if b { "✓" } else { "✗" };
+        let (fired, deliv, res) = if tried {
+            (
+                format!("{} / {}", secs(&a["fired_after_s"]), secs(&a["fire_bound_s"])),
+                format!("{} {}", yes(a["delivered"].as_bool().unwrap_or(false)), secs(&a["delivered_after_s"])),
+                format!("{} / {}", secs(&a["resolved_after_s"]), secs(&a["resolve_bound_s"])),
+            )
+        } else {
+            ("–".into(), "–".into(), "–".into())
+        };
+        let how = a["how"].as_str().unwrap_or("");
+        let reason = a["reason"].as_str().unwrap_or("");
+        let _ = writeln!(
+            h,
+            "<tr class=\"{}\"><td class=\"s\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"ms\">{}</td><td class=\"ms\">{}</td><td class=\"ms\">{}</td><td>{}{}</td></tr>",
+            class(status),
+            mark(status),
+            text(a["alert"].as_str().unwrap_or("")),
+            yes(offline),
+            if tried { yes(live) } else { "–" },
+            text(a["fault"].as_str().unwrap_or("–")),
+            text(&fired),
+            text(&deliv),
+            text(&res),
+            text(how),
+            if reason.is_empty() { String::new() } else { format!("<div class=\"hint\">{}</div>", text(reason)) }
+        );
+    }
+    h.push_str("</table>\n");
+    if let Some(s) = j["silences"].as_array().filter(|s| !s.is_empty()) {
+        h.push_str("<p>Real alerts silenced in Alertmanager while the faults' aftermath lasts (they end by themselves):</p><ul>\n");
+        for si in s {
+            let _ = writeln!(h, "<li>{} until {}</li>", text(si["alert"].as_str().unwrap_or("")), text(si["until"].as_str().unwrap_or("")));
+        }
+        h.push_str("</ul>\n");
+    }
+    h
+}
+
+/// The page of `stackproof drill --report FILE`: the verdict and the coverage (or the
+/// outage drill's stages).
+pub fn render_drill_html(j: &serde_json::Value) -> String {
+    let ok = j["ok"].as_bool().unwrap_or(false);
+    let n = j["alerts"].as_array().map(|a| a.len()).unwrap_or(0);
+    let live = j["alerts"].as_array().map(|a| a.iter().filter(|x| x["live"] == true).count()).unwrap_or(0);
+    let verdict =
+        if n > 0 { format!("{live} of {n} alerts proven live, in {:.1} s", j["total_s"].as_f64().unwrap_or(0.0)) } else { "outage drill".to_string() };
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>stackproof drill — {}</title><style>{CSS}</style></head><body>\n<header class=\"{}\"><h1>{} stackproof drill: {}</h1><p>{}</p></header>\n<main>\n",
+        text(&verdict),
+        if ok { "ok" } else { "fail" },
+        if ok { "✓" } else { "✗" },
+        if ok { "PASSED" } else { "FAILED" },
+        text(&verdict)
+    );
+    if n > 0 {
+        h.push_str(&coverage_section(j));
+    } else {
+        let _ = writeln!(h, "<pre>{}</pre>", text(&serde_json::to_string_pretty(&j["drill"]).unwrap_or_default()));
+    }
+    if let Some(e) = j["error"].as_str() {
+        let _ = writeln!(h, "<p class=\"hint\">{}</p>", text(e));
+    }
+    h.push_str("</main></body></html>\n");
+    h
+}

@@ -6,7 +6,7 @@ mod html;
 use crate::verify::{Report, Status};
 use std::path::Path;
 
-pub use html::render_html;
+pub use html::{coverage_section, render_drill_html, render_html};
 
 fn mark(s: Status) -> &'static str {
     match s {
@@ -73,6 +73,11 @@ pub fn to_json(r: &Report) -> serde_json::Value {
 
 pub fn write_html(r: &Report, path: &Path) -> std::io::Result<()> {
     std::fs::write(path, render_html(r))
+}
+
+/// `stackproof drill --report FILE`: the drill's JSON document as a page.
+pub fn write_coverage_html(j: &serde_json::Value, path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, render_drill_html(j))
 }
 
 #[cfg(test)]
