@@ -43,6 +43,10 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, args: Args) -> Resu
     };
     let b = if live_mode { None } else { Some(bounds(stack, args.real).map_err(refused)?) };
     let conn = Conn::open(host).await?;
+    // Undo a drill killed earlier (its lock goes with it when it ran here), then lock.
+    if let Err(e) = live::recover(&conn, stack, quiet).await {
+        eprintln!("warning: cleaning up after an interrupted drill failed: {e}");
+    }
     let held = match lock(&conn.ssh, if live_mode { "drill --alert" } else { "drill" }, args.lock_wait).await {
         Ok(l) => l,
         Err(e) => {
@@ -51,9 +55,6 @@ pub async fn run(stack: &Stack, host: &Host, format: Format, args: Args) -> Resu
         }
     };
     let result: Result<(bool, serde_json::Value, String)> = with_lease(host, &held, async {
-        if let Err(e) = live::recover(&conn, stack, quiet).await {
-            eprintln!("warning: cleaning up after an interrupted drill failed: {e}");
-        }
         if let Some(plan) = &plan {
             if !quiet {
                 eprintln!(

@@ -116,11 +116,12 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
         conn.ssh.close().await;
         return Err(e);
     }
-    let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
-    // A live drill killed mid-way left twins or a fault behind: undo them first.
+    // A live drill killed mid-way left twins or a fault behind (and its lock, when it
+    // ran on this machine): undo them first.
     if let Err(e) = crate::drill::live::recover(&conn, stack, quiet).await {
         eprintln!("warning: cleaning up after an interrupted drill failed: {e}");
     }
+    let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
     let result =
         crate::remote::lock::with_lease(host, &lock, crate::signals::until_interrupted(run(&mut conn, stack, &local, &secrets, opts, &mut durations))).await;
     release_lock(&conn.ssh, &lock).await;

@@ -24,8 +24,9 @@ fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Undo a dead drill's changes, if any. Returns what was undone (printed on stderr
-/// unless `quiet`), `None` when there was nothing to undo or the drill still runs.
+/// Undo a dead drill's changes, if any. Returns what was undone (always said on stderr,
+/// `--format json` included: the host was changed behind the user's back), `None` when
+/// there was nothing to undo or the drill still runs.
 pub async fn recover(conn: &Conn, stack: &Stack, quiet: bool) -> Result<Option<Vec<String>>> {
     let Some(m) = host::read_marker(&conn.ssh).await? else { return Ok(None) };
     let lock: Option<LockInfo> = conn.state.lock.as_deref().and_then(|l| serde_json::from_str(l).ok());
@@ -47,9 +48,7 @@ pub async fn recover(conn: &Conn, stack: &Stack, quiet: bool) -> Result<Option<V
     if !silences.is_empty() {
         said.push(format!("silences left to expire by themselves: {}", silences.join(", ")));
     }
-    if !quiet {
-        eprintln!("cleaned up after an interrupted drill (started {}): {}", m.started, said.join("; "));
-    }
+    eprintln!("cleaned up after an interrupted drill (started {}): {}", m.started, said.join("; "));
     let _ =
         crate::remote::layout::journal(&conn.ssh, &serde_json::json!({"event": "drill-cleanup", "at": chrono::Utc::now().to_rfc3339(), "undone": said})).await;
     Ok(Some(said))

@@ -209,6 +209,31 @@ pub async fn silence(
     Ok(Silence { id: id.to_string(), alert: alert.to_string(), matchers: matchers.to_vec(), until: until.to_rfc3339() })
 }
 
+/// Resolve in Alertmanager every twin alert it still holds: a twin unloaded while it
+/// fired (a drill killed mid-way) gets no resolved alert from Prometheus, and would stay
+/// active until its endsAt (minutes), hiding the next drill's notification. Posting it
+/// again with `endsAt` now resolves it. Returns how many.
+pub async fn resolve_twins(client: &reqwest::Client, ep: &Endpoints) -> std::result::Result<usize, String> {
+    let v = super::super::observe::get_json(client, &format!("{}/api/v2/alerts", ep.alertmanager)).await?;
+    let now = chrono::Utc::now().to_rfc3339();
+    let twins: Vec<serde_json::Value> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["labels"]["alertname"].as_str().is_some_and(|n| n.starts_with("StackproofTwin_")))
+        .map(|a| serde_json::json!({"labels": a["labels"], "annotations": a["annotations"], "startsAt": a["startsAt"], "endsAt": now}))
+        .collect();
+    if twins.is_empty() {
+        return Ok(0);
+    }
+    let url = format!("{}/api/v2/alerts", ep.alertmanager);
+    let r = client.post(&url).json(&twins).send().await.map_err(|e| format!("{url}: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("{url} answered {}", r.status()));
+    }
+    Ok(twins.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

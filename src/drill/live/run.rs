@@ -100,6 +100,11 @@ pub async fn undo(conn: &Conn, stack: &Stack, ep: &Endpoints, client: &reqwest::
         host::remove(&conn.ssh, &[host::TWINS_FILE]).await?;
         host::reload_twins(client, ep, &[], RELOAD_WITHIN).await?;
         done.push("drill twins removed and unloaded".into());
+        match host::resolve_twins(client, ep).await {
+            Ok(0) => {}
+            Ok(n) => done.push(format!("{n} twin alert(s) resolved in Alertmanager")),
+            Err(e) => tracing::warn!("resolving the twins left in Alertmanager: {e}"),
+        }
     }
     host::remove(&conn.ssh, &[host::MARKER_FILE]).await?;
     Ok(done)
@@ -154,7 +159,28 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
         }
     }
     let hook = Webhook::start().await.map_err(|e| Error::io("127.0.0.1:0 (drill webhook)", e))?;
-    conn.ssh.reverse_tunnel(d.port, hook.port).await?;
+    // A stackproof killed moments ago still holds the drill port through its SSH master
+    // until that master's ControlPersist ends: ask again (the one poll loop) until then.
+    let within = Instant::now() + Duration::from_secs(crate::remote::ssh::CONTROL_PERSIST_SECS as u64 + 2);
+    let first = conn.ssh.reverse_tunnel(d.port, hook.port).await;
+    if let Err(e) = first {
+        if !quiet {
+            eprintln!(
+                "  … port {} on the host is taken ({e}); an SSH master of a killed run holds it for up to {} s: asking again",
+                d.port,
+                crate::remote::ssh::CONTROL_PERSIST_SECS
+            );
+        }
+        let again = poll(within, || async { conn.ssh.reverse_tunnel(d.port, hook.port).await.map_err(|e| e.to_string()) });
+        let r = tokio::select! { r = again => r, _ = &mut intr => return Err(Error::Interrupted) };
+        r.map_err(|why| {
+            Error::remote(
+                Kind::ForwardFailed,
+                format!("cannot listen on 127.0.0.1:{} on the host for the drill receiver: {why}", d.port),
+                "is the port taken on the host? change `drill.port` in the manifest",
+            )
+        })?;
+    }
     let host_t0 = host_time(client, &ep).await;
     let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: he, mode: choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd) };
     let mut ch =
