@@ -20,17 +20,23 @@ fn deploy_default() {
     assert!(matches!(o.status.code(), Some(0 | 1)), "deploy failed:\n{}", text(&o));
 }
 
-/// Every page the sandbox's receivers hold (webhook lines and mails), as text.
-fn pages() -> Vec<String> {
+/// Every page the sandbox's receivers hold (webhook lines and mails): id → text.
+fn pages() -> std::collections::BTreeMap<String, String> {
     let dir = Path::new(REPO).join(".stackproof/sandbox/pages");
-    let mut out: Vec<String> = std::fs::read_to_string(dir.join("webhook.jsonl")).unwrap_or_default().lines().map(String::from).collect();
-    fn walk(p: &Path, out: &mut Vec<String>) {
+    let mut out: std::collections::BTreeMap<String, String> = std::fs::read_to_string(dir.join("webhook.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (format!("webhook:{i}"), l.to_string()))
+        .collect();
+    fn walk(p: &Path, out: &mut std::collections::BTreeMap<String, String>) {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
             } else if let Ok(t) = std::fs::read_to_string(&p) {
-                out.push(t);
+                // A maildir moves a mail from new/ to cur/: its file name is its id.
+                out.insert(format!("mail:{}", p.file_name().unwrap().to_string_lossy().split(':').next().unwrap()), t);
             }
         }
     }
@@ -77,7 +83,7 @@ fn alerting_rules_of_default_stack() -> usize {
 #[ignore = "e2e: run scripts/test"]
 fn drill_all_proves_the_causable_alerts_live_within_five_minutes_and_pages_nobody() {
     deploy_default();
-    let before = pages().len();
+    let before = pages();
     let html = tempfile::tempdir().unwrap();
     let report = html.path().join("coverage.html");
     let t0 = Instant::now();
@@ -121,7 +127,7 @@ fn drill_all_proves_the_causable_alerts_live_within_five_minutes_and_pages_nobod
     }
     assert_host_as_found();
     // No twin reached a real receiver (and nothing paged during the drill).
-    let new: Vec<String> = pages().into_iter().skip(before).collect();
+    let new: Vec<String> = pages().into_iter().filter(|(id, _)| !before.contains_key(id)).map(|(_, t)| t).collect();
     assert!(!new.iter().any(|p| p.contains("StackproofTwin_") || p.contains("drill_of")), "a twin paged: {new:?}");
     for a in &silenced {
         assert!(!new.iter().any(|p| p.contains(a)), "{a} paged during the drill: {new:?}");

@@ -209,6 +209,22 @@ pub async fn silence(
     Ok(Silence { id: id.to_string(), alert: alert.to_string(), matchers: matchers.to_vec(), until: until.to_rfc3339() })
 }
 
+/// The receivers the *running* Alertmanager sends each twin to (its loaded config, not
+/// the stack's: a host may run another config).
+pub async fn running_routes(client: &reqwest::Client, ep: &Endpoints, twins: &[super::twins::Twin]) -> std::result::Result<Vec<(String, Vec<String>)>, String> {
+    let v = super::super::observe::get_json(client, &format!("{}/api/v2/status", ep.alertmanager)).await?;
+    let text = v["config"]["original"].as_str().ok_or("/api/v2/status has no config.original")?;
+    let cfg = crate::stack::alertmanager::Config::from_yaml(text).map_err(|e| format!("the running Alertmanager config: {e}"))?;
+    Ok(twins
+        .iter()
+        .map(|t| {
+            let mut labels = t.labels.clone();
+            labels.insert("alertname".into(), t.alert.clone());
+            (t.alert.clone(), cfg.route_alert(&labels).into_iter().map(|m| m.receiver).collect())
+        })
+        .collect())
+}
+
 /// Resolve in Alertmanager every twin alert it still holds: a twin unloaded while it
 /// fired (a drill killed mid-way) gets no resolved alert from Prometheus, and would stay
 /// active until its endsAt (minutes), hiding the next drill's notification. Posting it

@@ -146,6 +146,23 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
             ),
         ));
     }
+    if needs_twins && !opts.real {
+        // Twins page nobody only if the running Alertmanager sends them to the drill
+        // receiver alone (a host may run another config than this stack's).
+        let routes =
+            host::running_routes(client, &ep, &plan.twins()).await.map_err(|e| Error::remote(Kind::DrillPrecondition, e, "check that Alertmanager runs"))?;
+        if let Some((t, to)) = routes.iter().find(|(_, to)| to.as_slice() != [d.receiver.clone()]) {
+            return Err(Error::config(
+                Kind::DrillRefused,
+                format!(
+                    "the Alertmanager running on {} sends the drill twin `{t}` to {to:?}, not only to `{}`: it would page people",
+                    conn.ssh.host().name,
+                    d.receiver
+                ),
+                "deploy this stack (its first route sends drill=\"true\" to the drill receiver), or run with --real to page on purpose",
+            ));
+        }
+    }
     if needs_faults {
         let v = exporter_view(client, &ep, &he.metrics_path)
             .await
