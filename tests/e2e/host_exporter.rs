@@ -36,6 +36,8 @@ fn start_with(dir: &std::path::Path, tests_json: &serde_json::Value, interval: &
         .arg(format!("--interval={interval}"))
         .arg(format!("--warmup={warmup}"))
         .arg(format!("--tests={}", tests.display()))
+        // As the default stack runs it: faults from this file (absent = none).
+        .arg(format!("--fault-file={}", dir.join("fault.json").display()))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -329,9 +331,10 @@ fn before_the_first_run_only_zero_counters_are_exposed() {
     let mut exp = start(dir.path(), &tests, "1h");
     let body = wait_for_metrics(&mut exp, Duration::from_secs(30), |b| b.contains("suite_tests_total"));
     let (samples, types) = parse_exposition(&body);
-    for s in &samples {
+    for s in samples.iter().filter(|s| s.name != "suite_fault_mode") {
         assert_eq!(s.value, 0.0, "{} before any run must be 0:\n{body}", s.name);
     }
+    assert_eq!(value(&samples, "suite_fault_mode", &[("mode", "none")]), Some(1.0), "the fault mode is known from the start");
     for absent in ["suite_test_pass_rate", "suite_last_run_timestamp_seconds", "suite_test_success"] {
         assert!(!types.contains_key(absent), "{absent} exposed before any run:\n{body}");
     }
@@ -394,4 +397,89 @@ fn a_bad_tests_file_or_taken_port_exits_2() {
     let out = run(&ok, &taken.local_addr().unwrap().to_string());
     assert_eq!(out.status.code(), Some(2), "a taken port is an error: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
+
+/// Write the fault file the exporter of `dir` reads (`until` seconds from now).
+fn fault(dir: &std::path::Path, mode: &str, until_in: f64, delay: f64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let doc = serde_json::json!({"mode": mode, "until": now + until_in, "delay_s": delay});
+    let tmp = dir.join("fault.json.tmp");
+    std::fs::write(&tmp, doc.to_string()).unwrap();
+    std::fs::rename(tmp, dir.join("fault.json")).unwrap();
+}
+
+fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    value(&parse_exposition(body).0, name, labels)
+}
+
+fn two_passing_tests() -> serde_json::Value {
+    serde_json::json!({"tests": [{"name": "a", "argv": ["true"]}, {"name": "b", "argv": ["true"]}]})
+}
+
+#[test]
+fn fault_fail_reports_every_test_failed_at_once_and_ends_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exp = start(dir.path(), &two_passing_tests(), "1h");
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(30), |b| b.contains("\nsuite_test_pass_rate 1.0"));
+    assert_eq!(sample(&body, "suite_fault_mode", &[("mode", "none")]), Some(1.0), "{body}");
+    let t0 = Instant::now();
+    fault(dir.path(), "fail", 60.0, 0.0);
+    // Picked up at once, not an interval (1h) later.
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(5), |b| b.contains("\nsuite_test_pass_rate 0.0"));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(sample(&body, "suite_fault_mode", &[("mode", "fail")]), Some(1.0));
+    assert_eq!(sample(&body, "suite_errors_total", &[]), Some(0.0), "failed, not errors");
+    std::fs::remove_file(dir.path().join("fault.json")).unwrap();
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(5), |b| b.contains("\nsuite_test_pass_rate 1.0") && b.contains("mode=\"none\""));
+    assert_eq!(sample(&body, "suite_runs_total", &[]), Some(3.0), "a run when the fault began and one when it ended");
+}
+
+#[test]
+fn fault_error_counts_errors_and_an_expired_fault_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exp = start(dir.path(), &two_passing_tests(), "1h");
+    wait_for_metrics(&mut exp, Duration::from_secs(30), |b| b.contains("\nsuite_test_pass_rate 1.0"));
+    fault(dir.path(), "error", 1.5, 0.0);
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(5), |b| b.contains("\nsuite_errors_total 2"));
+    assert_eq!(sample(&body, "suite_test_pass_rate", &[]), Some(0.0));
+    assert_eq!(sample(&body, "suite_tests_failed_total", &[]), Some(2.0), "an error is a failed test too");
+    // Past `until` the file is ignored although it is still there: a normal run follows.
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(10), |b| b.contains("\nsuite_test_pass_rate 1.0"));
+    assert!(dir.path().join("fault.json").exists());
+    assert_eq!(sample(&body, "suite_fault_mode", &[("mode", "none")]), Some(1.0));
+    assert_eq!(sample(&body, "suite_errors_total", &[]), Some(2.0));
+}
+
+#[test]
+fn fault_slow_makes_operations_genuinely_slower_and_runs_back_to_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exp = start(dir.path(), &two_passing_tests(), "1h");
+    wait_for_metrics(&mut exp, Duration::from_secs(30), |b| b.contains("\nsuite_test_pass_rate 1.0"));
+    fault(dir.path(), "slow", 60.0, 0.4);
+    // Two slow runs back to back (the interval is an hour): 4 operations of >= 0.4 s.
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(10), |b| b.contains("\nsuite_runs_total 3"));
+    let sum = sample(&body, "suite_operation_duration_seconds_sum", &[("operation", "a")]).unwrap();
+    assert!(sum >= 0.8, "two slow operations of a took {sum} s");
+    assert_eq!(sample(&body, "suite_operation_duration_seconds_bucket", &[("operation", "a"), ("le", "0.2")]), Some(1.0), "only the first, normal run is fast");
+    assert_eq!(sample(&body, "suite_test_pass_rate", &[]), Some(1.0), "slow tests still pass");
+}
+
+#[test]
+fn fault_silence_answers_but_runs_nothing_and_a_bad_file_is_no_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fault.json"), "{not json").unwrap();
+    let mut exp = start(dir.path(), &two_passing_tests(), "1s");
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(30), |b| b.contains("\nsuite_runs_total 2"));
+    assert_eq!(sample(&body, "suite_fault_mode", &[("mode", "none")]), Some(1.0), "an unreadable file is no fault");
+    fault(dir.path(), "silence", 60.0, 0.0);
+    let body = wait_for_metrics(&mut exp, Duration::from_secs(5), |b| b.contains("mode=\"silence\""));
+    let runs = sample(&body, "suite_runs_total", &[]).unwrap();
+    // Three intervals later: still answering, still no new run.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let (status, _, b) = get_raw(exp.port, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        assert!(sample(&b, "suite_runs_total", &[]).unwrap() <= runs + 1.0, "a run in progress may finish, no new one starts: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
