@@ -126,6 +126,24 @@ mod tests {
     }
 
     #[test]
+    fn the_drill_page_has_the_alert_coverage() {
+        let j = serde_json::json!({"ok": false, "total_s": 96.1, "alerts": [
+            {"alert": "TestErrorRateCritical", "offline": true, "live": true, "tried": true, "fault": "error", "how": "host exporter fault: tests cannot run",
+             "fired_after_s": 5.6, "fire_bound_s": 7.0, "delivered": true, "delivered_after_s": 6.5, "resolved_after_s": 23.5, "resolve_bound_s": 35.0, "reason": ""},
+            {"alert": "HostMemoryHigh", "offline": true, "live": false, "tried": false, "how": "offline only", "reason": "offline only: <harm> a production host"},
+            {"alert": "SlowOperation", "offline": false, "live": false, "tried": true, "fault": "slow", "how": "slow", "fired_after_s": null, "fire_bound_s": 7.0,
+             "delivered": false, "resolved_after_s": null, "resolve_bound_s": 35.0, "reason": "not fired within 7.0 s"}],
+            "silences": [{"alert": "TestErrorRateCritical", "until": "2026-11-30T12:30:29Z"}]});
+        let h = render_drill_html(&j);
+        assert!(h.contains("<h2 id=\"coverage\">Alert coverage</h2>"), "{h}");
+        assert!(h.contains("1 of 3 alerts proven live"), "{h}");
+        assert!(h.contains("5.6 s / 7.0 s") && h.contains("23.5 s / 35.0 s"), "{h}");
+        assert!(h.contains("&lt;harm&gt;") && !h.contains("<harm>"), "escaped");
+        assert!(h.contains("<tr class=\"fail\"><td class=\"s\">✗</td><td>SlowOperation"), "a failed live proof is a failed row");
+        assert!(h.contains("TestErrorRateCritical until 2026-11-30T12:30:29Z"));
+    }
+
+    #[test]
     fn json_has_the_contract_keys() {
         let j = to_json(&sample());
         assert_eq!(j["ok"], false);
