@@ -302,57 +302,6 @@ fn drill_stages(d: &serde_json::Value) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn html_is_self_contained_and_escaped() {
-        let mut r = crate::report::tests::sample();
-        r.checks[0].detail = "<script>alert(1)</script> http://127.0.0.1:9090".into();
-        r.drill = Some(serde_json::json!({"timeline": [{"at_ms": 0, "event": "exporter stopped"}, {"at_ms": 6400, "event": "webhook firing"}]}));
-        let h = render_html(&r);
-        assert!(h.contains("&lt;script&gt;"), "detail must be escaped");
-        assert!(!h.contains("<script"), "no script at all");
-        let resource =
-            regex::Regex::new(r#"(?i)(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?\s*(https?:)?//|@import|<link|<iframe|<object|<embed"#).unwrap();
-        assert!(!resource.is_match(&h), "external resource reference: {:?}", resource.find(&h));
-        assert!(h.contains("<polyline"), "chart drawn");
-        assert!(h.contains("webhook firing"));
-        assert!(h.contains("Dash &lt;1&gt;"));
-    }
-
-    #[test]
-    fn drill_stages_are_drawn_against_their_bounds() {
-        let mut r = crate::report::tests::sample();
-        r.drill = Some(serde_json::json!({
-        "ok": false, "alert": "StackproofDrill", "fired_after_s": 7.8, "fire_bound_s": 16.0, "delivered": false,
-        "delivered_after_s": null, "resolved_after_s": null, "resolve_bound_s": 13.0,
-        "stages": [
-            {"name": "target down", "phase": "outage", "after_s": 2.9, "bound_s": 10.0, "ok": true},
-            {"name": "StackproofDrill delivered <to> stackproof", "phase": "outage", "after_s": null, "bound_s": 18.0, "ok": false},
-            {"name": "target up", "phase": "recovery", "after_s": 7.0, "bound_s": 6.0, "ok": false}
-        ]}));
-        let h = render_html(&r);
-        assert!(h.contains("After the exporter stopped") && h.contains("After the exporter answered again"));
-        assert!(h.contains("delivered &lt;to&gt; stackproof"), "names escaped");
-        assert!(h.contains("✗ not seen"));
-        assert!(h.contains("fill=\"#c62828\">7.0 s"), "late stage in red");
-        assert!(h.contains("fill=\"#1f8a4c\">2.9 s"), "stage within bound in green");
-        assert!(h.contains("<rect x=\"300\""), "bound band drawn");
-        assert!(!h.contains("NaN"));
-    }
-
-    #[test]
-    fn single_point_and_flat_series_are_drawn() {
-        let one = chart(&[Series { name: "x".into(), points: vec![(5, 2.0)] }]);
-        assert!(one.contains("<circle"));
-        let flat = chart(&[Series { name: "x".into(), points: vec![(1, 1.0), (2, 1.0)] }]);
-        assert!(flat.contains("<polyline") && !flat.contains("NaN"));
-        assert_eq!(chart(&[]), "");
-    }
-}
-
 /// The alert-coverage section of `drill --alert/--all` (its JSON document): one row per
 /// alerting rule, offline and live proofs with their times against their bounds.
 pub fn coverage_section(j: &serde_json::Value) -> String {
@@ -440,4 +389,55 @@ pub fn render_drill_html(j: &serde_json::Value) -> String {
     }
     h.push_str("</main></body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_self_contained_and_escaped() {
+        let mut r = crate::report::tests::sample();
+        r.checks[0].detail = "<script>alert(1)</script> http://127.0.0.1:9090".into();
+        r.drill = Some(serde_json::json!({"timeline": [{"at_ms": 0, "event": "exporter stopped"}, {"at_ms": 6400, "event": "webhook firing"}]}));
+        let h = render_html(&r);
+        assert!(h.contains("&lt;script&gt;"), "detail must be escaped");
+        assert!(!h.contains("<script"), "no script at all");
+        let resource =
+            regex::Regex::new(r#"(?i)(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?\s*(https?:)?//|@import|<link|<iframe|<object|<embed"#).unwrap();
+        assert!(!resource.is_match(&h), "external resource reference: {:?}", resource.find(&h));
+        assert!(h.contains("<polyline"), "chart drawn");
+        assert!(h.contains("webhook firing"));
+        assert!(h.contains("Dash &lt;1&gt;"));
+    }
+
+    #[test]
+    fn drill_stages_are_drawn_against_their_bounds() {
+        let mut r = crate::report::tests::sample();
+        r.drill = Some(serde_json::json!({
+        "ok": false, "alert": "StackproofDrill", "fired_after_s": 7.8, "fire_bound_s": 16.0, "delivered": false,
+        "delivered_after_s": null, "resolved_after_s": null, "resolve_bound_s": 13.0,
+        "stages": [
+            {"name": "target down", "phase": "outage", "after_s": 2.9, "bound_s": 10.0, "ok": true},
+            {"name": "StackproofDrill delivered <to> stackproof", "phase": "outage", "after_s": null, "bound_s": 18.0, "ok": false},
+            {"name": "target up", "phase": "recovery", "after_s": 7.0, "bound_s": 6.0, "ok": false}
+        ]}));
+        let h = render_html(&r);
+        assert!(h.contains("After the exporter stopped") && h.contains("After the exporter answered again"));
+        assert!(h.contains("delivered &lt;to&gt; stackproof"), "names escaped");
+        assert!(h.contains("✗ not seen"));
+        assert!(h.contains("fill=\"#c62828\">7.0 s"), "late stage in red");
+        assert!(h.contains("fill=\"#1f8a4c\">2.9 s"), "stage within bound in green");
+        assert!(h.contains("<rect x=\"300\""), "bound band drawn");
+        assert!(!h.contains("NaN"));
+    }
+
+    #[test]
+    fn single_point_and_flat_series_are_drawn() {
+        let one = chart(&[Series { name: "x".into(), points: vec![(5, 2.0)] }]);
+        assert!(one.contains("<circle"));
+        let flat = chart(&[Series { name: "x".into(), points: vec![(1, 1.0), (2, 1.0)] }]);
+        assert!(flat.contains("<polyline") && !flat.contains("NaN"));
+        assert_eq!(chart(&[]), "");
+    }
 }

@@ -17,7 +17,7 @@ pub fn may_be_running(m: &Marker, lock: Option<&LockInfo>, now: chrono::DateTime
         return false;
     }
     // Its lease is live: dead only if it ran on this machine and its process is gone.
-    !(l.who == who() && !local_alive(l.pid))
+    l.who != who() || local_alive(l.pid)
 }
 
 fn alive(pid: u32) -> bool {
