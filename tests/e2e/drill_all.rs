@@ -218,3 +218,27 @@ fn an_unknown_alert_is_refused_before_connecting() {
     let j = json(&o);
     assert!(j.to_string().contains("no alerting rule `NoSuchAlert`") && j.to_string().contains("HostExporterDown"), "{j}");
 }
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn real_routes_the_twin_through_the_real_receiver_and_silences_nothing_for_it() {
+    deploy_default();
+    let before = pages();
+    let o = sp(&["drill", "--host", "sandbox", "--alert", "TestPassRateCritical", "--real", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j = json(&o);
+    assert_eq!(j["alerts"][0]["live"], true, "{j:#}");
+    let silenced: Vec<&str> = j["silences"].as_array().unwrap().iter().map(|s| s["alert"].as_str().unwrap()).collect();
+    assert!(!silenced.contains(&"TestPassRateCritical"), "--real silences nothing for the chosen alert: {silenced:?}");
+    assert!(silenced.contains(&"TestPassRateLow"), "the other alert the fault drives stays silenced: {silenced:?}");
+    // The critical receiver of the sandbox (a webhook) got the twin.
+    poll(Duration::from_secs(10), "the twin's page at the critical receiver", || {
+        let new: Vec<String> = pages().into_iter().filter(|(id, _)| !before.contains_key(id)).map(|(_, t)| t).collect();
+        if new.iter().any(|p| p.contains("StackproofTwin_TestPassRateCritical")) {
+            Ok(())
+        } else {
+            Err(format!("{} new pages, none from the twin", new.len()))
+        }
+    });
+    assert_host_as_found();
+}
