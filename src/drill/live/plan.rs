@@ -168,7 +168,17 @@ pub fn plan(stack: &Stack, names: &[String], all: bool, real: bool) -> Result<Pl
         let f = tw.as_ref().map(|t| Duration::from_secs_f64(t.for_s)).unwrap_or(dr.for_duration());
         let detect = if fault == Fault::Stop { s + st } else { s };
         let fire = detect + e + for_evals(f, e) + MARGIN;
-        let deliver = fire + dm.group_wait.max(dm.group_interval) + settle;
+        // `--real`: the twin takes its rule's own route (its group_wait, e.g. 10 s for
+        // critical, or its group_interval when the group still exists).
+        let wait = match (&tw, real) {
+            (Some(t), true) => {
+                let mut l = t.labels.clone();
+                l.insert("alertname".into(), t.alert.clone());
+                am.route_alert(&l).iter().map(|r| r.group_wait.max(r.group_interval)).max().unwrap_or_default()
+            }
+            _ => dm.group_wait.max(dm.group_interval),
+        };
+        let deliver = fire + wait + settle;
         let win = tw.as_ref().map(|t| super::twins::largest_window(&t.expr)).unwrap_or_default();
         let keep = en.rule.keep_firing_for.as_ref().and_then(|t| t.duration().ok()).unwrap_or_default().min(max_for);
         let resolve = win + s + e + for_evals(keep, e) + dm.group_interval + MARGIN;
@@ -253,6 +263,8 @@ mod tests {
         let p = plan(&default_stack(), &["TestPassRateCritical".into()], false, true).unwrap();
         assert_eq!(p.live.len(), 1);
         assert_eq!(p.live[0].twin.as_ref().unwrap().labels["severity"], "critical");
+        // The critical route's group_interval (1m) bounds the delivery, not the drill route's.
+        assert_eq!(p.live[0].deliver_bound, p.live[0].fire_bound + Duration::from_secs(60));
         let hushed: Vec<&str> = p.faults[0].1.iter().map(|h| h.alert.as_str()).collect();
         assert_eq!(hushed, vec!["TestPassRateLow"], "the other alert fail drives stays silenced");
         let e = plan(&default_stack(), &["NoSuchAlert".into()], false, false).unwrap_err();
