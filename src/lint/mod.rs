@@ -87,8 +87,8 @@ mod manifest;
 mod metrics;
 mod promcfg;
 mod prometheus;
-pub mod proof;
 mod promtool;
+pub mod proof;
 mod versions;
 
 use crate::error::{Error, Kind, Result};

@@ -138,7 +138,9 @@ fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         None => Labels::new(),
         Some(LabelModifier::Include(ls)) => l.iter().filter(|(k, _)| ls.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        Some(LabelModifier::Exclude(ls)) => l.iter().filter(|(k, _)| k.as_str() != "__name__" && !ls.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(LabelModifier::Exclude(ls)) => {
+            l.iter().filter(|(k, _)| k.as_str() != "__name__" && !ls.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
     }
 }
 
@@ -195,7 +197,9 @@ fn compare(op: &str, a: f64, b: f64) -> Option<bool> {
 fn match_key(l: &Labels, b: &BinaryExpr) -> Labels {
     match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
         Some(LabelModifier::Include(ls)) => l.iter().filter(|(k, _)| ls.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        Some(LabelModifier::Exclude(ls)) => l.iter().filter(|(k, _)| k.as_str() != "__name__" && !ls.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(LabelModifier::Exclude(ls)) => {
+            l.iter().filter(|(k, _)| k.as_str() != "__name__" && !ls.labels.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
         None => drop_name(l.clone()),
     }
 }
@@ -273,7 +277,11 @@ fn binary(b: &BinaryExpr, series: &[Series], t: f64) -> R<Val> {
                 let key = match_key(&s.labels, b);
                 let Some(&c) = right.get(&key) else { continue };
                 if let Some(v) = apply(s.v, c, s.v)? {
-                    let labels = if b.modifier.as_ref().is_some_and(|m| m.matching.as_ref().is_some_and(|x| x.is_include())) && !keep_name { key } else { relabel(s.labels) };
+                    let labels = if b.modifier.as_ref().is_some_and(|m| m.matching.as_ref().is_some_and(|x| x.is_include())) && !keep_name {
+                        key
+                    } else {
+                        relabel(s.labels)
+                    };
                     out.push(Sample { labels, v });
                 }
             }
@@ -374,7 +382,9 @@ fn call(c: &Call, series: &[Series], t: f64) -> R<Val> {
             let var: f64 = p.iter().map(|x| (x.0 - mx) * (x.0 - mx)).sum();
             Some(cov / var)
         }),
-        "changes" | "resets" => per_range(&|p| Some(p.windows(2).filter(|w| if name == "changes" { w[1].1 != w[0].1 } else { w[1].1 < w[0].1 }).count() as f64)),
+        "changes" | "resets" => {
+            per_range(&|p| Some(p.windows(2).filter(|w| if name == "changes" { w[1].1 != w[0].1 } else { w[1].1 < w[0].1 }).count() as f64))
+        }
         "avg_over_time" => per_range(&|p| Some(p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64)),
         "sum_over_time" => per_range(&|p| Some(p.iter().map(|x| x.1).sum())),
         "min_over_time" => per_range(&|p| Some(p.iter().map(|x| x.1).fold(f64::INFINITY, f64::min))),

@@ -95,7 +95,14 @@ struct Located<'a> {
 
 /// The proof inside `lint` (stack mode): one [`AlertProof`] per alerting rule, findings for
 /// those that cannot fire, route nowhere or only to a muted receiver.
-pub fn check_stack(ctx: &StackCtx, prom: &PromConfig, rules: &[(&Source, &RuleFile)], am: Option<&AmConfig>, evaluator: Evaluator, sink: &mut Sink) -> Result<Vec<AlertProof>> {
+pub fn check_stack(
+    ctx: &StackCtx,
+    prom: &PromConfig,
+    rules: &[(&Source, &RuleFile)],
+    am: Option<&AmConfig>,
+    evaluator: Evaluator,
+    sink: &mut Sink,
+) -> Result<Vec<AlertProof>> {
     let k = knowledge::build(ctx, prom, rules);
     let global_eval = prom.evaluation_interval();
     let mut located = Vec::new();
@@ -180,11 +187,19 @@ pub fn check_stack(ctx: &StackCtx, prom: &PromConfig, rules: &[(&Source, &RuleFi
             .zip(&outcomes)
             .enumerate()
             .filter_map(|(i, (p, o))| match o {
-                Some(Outcome::Fires { fired, series, step, .. }) => Some(promtool::Case { index: i, alert: &p.alert, fired, series, step: *step }),
+                Some(Outcome::Fires { fired, series, step, .. }) => Some(promtool::Case {
+                    index: i,
+                    alert: &p.alert,
+                    fired,
+                    series,
+                    step: *step,
+                    group_interval: located[i].group.interval_or(global_eval).as_secs_f64(),
+                }),
                 _ => None,
             })
             .collect();
-        let interval = located.iter().map(|l| l.group.interval_or(global_eval).as_secs_f64()).fold(global_eval.as_secs_f64(), f64::min);
+        // The global evaluation interval: a finer grid for every group multiplies promtool's work.
+        let interval = global_eval.as_secs_f64();
         let external: BTreeMap<String, String> = prom.global.external_labels.iter().map(|(k, v)| (k.clone(), v.as_str().to_string())).collect();
         let verdicts = promtool::check(&rule_paths, &cases, interval, &external)?;
         for (i, verdict) in verdicts {

@@ -74,11 +74,16 @@ pub fn prove(spec: &RuleSpec, k: &Knowledge) -> Outcome {
         Ok(i) => i,
         Err(nt) => return Outcome::NoTarget(nt),
     };
-    let step = inputs.iter().map(|i| i.step).fold(k.default_step, f64::min).max(0.001);
-    let inputs: Vec<Input> = inputs.into_iter().map(|mut i| {
-        i.step = step;
-        i
-    }).collect();
+    // Samples no closer than the group evaluates: a finer spacing changes no verdict and
+    // multiplies promtool's work (it evaluates every rule over every sample).
+    let step = inputs.iter().map(|i| i.step).fold(k.default_step, f64::min).max(spec.interval_s).max(0.001);
+    let inputs: Vec<Input> = inputs
+        .into_iter()
+        .map(|mut i| {
+            i.step = step;
+            i
+        })
+        .collect();
     let horizon = spec.for_s + max_range(spec.expr) + 3.0 * spec.interval_s.max(step) + 60.0;
     let n = (horizon / step).ceil() as usize + 1;
     let lens: Vec<usize> = inputs.iter().map(|i| i.shapes.len()).collect();
@@ -102,7 +107,8 @@ pub fn prove(spec: &RuleSpec, k: &Knowledge) -> Outcome {
             Err(Unsupported(what)) => return Outcome::NotProven(format!("needs promtool: uses {what}")),
         }
     }
-    let tried: Vec<String> = inputs.iter().map(|i| format!("{} in {{{}}}", i.selector, i.shapes.iter().map(|s| s.describe(i)).collect::<Vec<_>>().join(", "))).collect();
+    let tried: Vec<String> =
+        inputs.iter().map(|i| format!("{} in {{{}}}", i.selector, i.shapes.iter().map(|s| s.describe(i)).collect::<Vec<_>>().join(", "))).collect();
     let more = if total >= MAX_COMBINATIONS { format!(" (the first {MAX_COMBINATIONS} combinations)") } else { String::new() };
     Outcome::Cannot(format!("no input the stack can expose makes it fire within {}s: tried {}{more}", horizon.round(), tried.join("; ")))
 }

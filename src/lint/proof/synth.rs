@@ -269,11 +269,18 @@ fn shapes(input: &Input, consts: &[f64], in_absent: bool) -> Vec<Shape> {
     match input.kind {
         Kind::Up => v.extend([Shape::Const(1.0), Shape::Const(0.0)]),
         Kind::Gauge => {
+            // Around each number of the expression, then 0, 1, large; negative values last
+            // (a timestamp before the evaluation's start at Unix time 0), never for sizes.
+            let margin = |c: f64| (c.abs() * 0.01).max(0.001);
             for &c in consts {
-                let m = (c.abs() * 0.01).max(0.001);
-                v.extend([Shape::Const(c), Shape::Const(c - m), Shape::Const(c + m), Shape::Const(-c - m)]);
+                v.extend([Shape::Const(c), Shape::Const(c - margin(c)), Shape::Const(c + margin(c))]);
             }
-            v.extend([Shape::Const(0.0), Shape::Const(1.0), Shape::Const(1e9), Shape::Const(-1e9)]);
+            v.extend([Shape::Const(0.0), Shape::Const(1.0), Shape::Const(1e9)]);
+            let name = input.labels.get("__name__").map(String::as_str).unwrap_or("");
+            if !name.ends_with("_bytes") && !name.ends_with("_ratio") {
+                v.extend(consts.iter().map(|&c| Shape::Const(-c.abs() - margin(c))));
+                v.push(Shape::Const(-1e9));
+            }
         }
         Kind::Counter => {
             v.extend([Shape::Grow(1.0), Shape::Grow(0.0)]);
