@@ -31,14 +31,14 @@ impl Series {
     fn value(&self, i: usize) -> f64 {
         self.start + self.inc * i as f64
     }
-    /// Sample indices with `lo <= t <= hi`.
-    fn range(&self, lo: f64, hi: f64) -> std::ops::RangeInclusive<usize> {
-        let first = if lo <= 0.0 { 0 } else { (lo / self.step - 1e-9).ceil() as usize };
+    /// Sample indices with `lo <= t <= hi` (empty: `first > last`).
+    fn range(&self, lo: f64, hi: f64) -> std::ops::Range<usize> {
         if hi < 0.0 {
-            return 1..=0;
+            return 0..0;
         }
+        let first = if lo <= 0.0 { 0 } else { (lo / self.step - 1e-9).ceil() as usize };
         let last = ((hi / self.step + 1e-9).floor() as usize).min(self.n);
-        first..=last
+        first..(last + 1).max(first)
     }
 }
 
@@ -98,8 +98,7 @@ pub fn eval(expr: &Expr, series: &[Series], t: f64) -> R<Val> {
             }
             let mut out = Vec::new();
             for s in series.iter().filter(|s| selector_ok(vs, &s.labels)) {
-                let r = s.range(t - LOOKBACK_S + 1e-9, t);
-                if let Some(i) = r.clone().last().filter(|_| !r.is_empty()) {
+                if let Some(i) = s.range(t - LOOKBACK_S + 1e-9, t).last() {
                     out.push(Sample { labels: s.labels.clone(), v: s.value(i) });
                 }
             }
@@ -290,8 +289,11 @@ fn binary(b: &BinaryExpr, series: &[Series], t: f64) -> R<Val> {
     }
 }
 
-/// The samples of a range-vector argument, per series: (labels, [(t, v)]).
-fn matrix(expr: &Expr, series: &[Series], t: f64) -> R<Vec<(Labels, Vec<(f64, f64)>)>> {
+/// Samples `(t, v)` of one series in a range.
+type Points = Vec<(f64, f64)>;
+
+/// The samples of a range-vector argument, per series.
+fn matrix(expr: &Expr, series: &[Series], t: f64) -> R<Vec<(Labels, Points)>> {
     let Expr::MatrixSelector(ms) = expr else { return unsupported("a function of a range that is not a plain selector[range]") };
     if ms.vs.offset.is_some() || ms.vs.at.is_some() {
         return unsupported("offset/@");
@@ -351,7 +353,8 @@ fn extrapolated(pts: &[(f64, f64)], t: f64, range: f64, counter: bool, rate: boo
 fn call(c: &Call, series: &[Series], t: f64) -> R<Val> {
     let name = c.func.name;
     let args = &c.args.args;
-    let per_range = |f: &dyn Fn(&[(f64, f64)]) -> Option<f64>| -> R<Val> {
+    type RangeFn<'a> = &'a dyn Fn(&[(f64, f64)]) -> Option<f64>;
+    let per_range = |f: RangeFn| -> R<Val> {
         let m = matrix(&args[0], series, t)?;
         Ok(Val::Vector(m.into_iter().filter_map(|(l, pts)| f(&pts).map(|v| Sample { labels: drop_name(l), v })).collect()))
     };

@@ -116,7 +116,7 @@ pub fn check(
     for (i, p) in rule_paths.iter().enumerate() {
         let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
         let name = format!("rules-{i}.yml");
-        std::fs::write(tmp.path().join(&name), strip_annotations(&text)).map_err(|e| Error::io(&tmp.path().join(&name), e))?;
+        std::fs::write(tmp.path().join(&name), strip_annotations(&text)).map_err(|e| Error::io(tmp.path().join(&name), e))?;
         names.push(name);
     }
     let test = tmp.path().join("stackproof-alerts.test.yml");
