@@ -198,10 +198,8 @@ pub fn check_stack(
                 _ => None,
             })
             .collect();
-        // The global evaluation interval: a finer grid for every group multiplies promtool's work.
-        let interval = global_eval.as_secs_f64();
         let external: BTreeMap<String, String> = prom.global.external_labels.iter().map(|(k, v)| (k.clone(), v.as_str().to_string())).collect();
-        let verdicts = promtool::check(&rule_paths, &cases, interval, &external)?;
+        let verdicts = promtool::check(&rule_paths, &cases, &external)?;
         for (i, verdict) in verdicts {
             let p = &mut proofs[i];
             p.how = HOW_PROMTOOL.into();
