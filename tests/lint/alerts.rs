@@ -95,6 +95,19 @@ fn an_alert_that_cannot_fire_is_an_error() {
     assert_eq!(r.alerts.iter().filter(|a| !a.fires).count(), 2, "{}", table(&r.alerts));
 }
 
+/// A threshold on the wrong scale: the pass rate is a 0..1 ratio, so "below 98" is always
+/// true and "above 2" never is. The second must not pass as proven.
+#[test]
+fn a_threshold_on_the_wrong_scale_cannot_fire() {
+    let c = Copy::new();
+    let warnings = "prometheus/rules/warnings.yml";
+    c.replace(warnings, "expr: suite_test_pass_rate{job=\"host-exporter\"} < 0.99", "expr: suite_test_pass_rate{job=\"host-exporter\"} > 2");
+    let r = report(&c.dir(), Evaluator::Own);
+    let f = assert_finding(&r.findings, Error, "alerts.cannot_fire", warnings, c.line_of(warnings, "- alert: TestPassRateLow"));
+    assert!(f.message.contains("suite_test_pass_rate"), "{}", f.message);
+    assert_eq!(r.alerts.iter().filter(|a| !a.fires).map(|a| a.alert.as_str()).collect::<Vec<_>>(), ["TestPassRateLow"], "{}", table(&r.alerts));
+}
+
 #[test]
 fn an_alert_routed_only_to_a_receiver_without_integration_is_muted() {
     let c = Copy::new();

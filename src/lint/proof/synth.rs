@@ -305,7 +305,32 @@ fn shapes(input: &Input, consts: &[f64], in_absent: bool) -> Vec<Shape> {
             dedup.push(s);
         }
     }
+    // A value the metric cannot take does not prove anything: a threshold on the wrong
+    // scale (a 0..1 ratio compared with 2, or with 98 for a percentage) must not "fire".
+    let name = input.labels.get("__name__").map(String::as_str).unwrap_or("");
+    if let (Kind::Gauge, Some((lo, hi))) = (input.kind, domain(name)) {
+        dedup.retain(|s| !matches!(s, Shape::Const(c) if *c < lo || *c > hi));
+    }
     dedup
+}
+
+/// The values a gauge can take, known from its name (Prometheus' naming conventions and
+/// the host exporter's exposition): `None` when nothing is known.
+pub fn domain(name: &str) -> Option<(f64, f64)> {
+    const UNIT: (f64, f64) = (0.0, 1.0);
+    if name == "up" || name.ends_with("_success") || name.ends_with("_up") {
+        return Some(UNIT);
+    }
+    if name.ends_with("_ratio") || name.ends_with("_pass_rate") || name.ends_with("_fraction") {
+        return Some(UNIT);
+    }
+    if name.ends_with("_percent") {
+        return Some((0.0, 100.0));
+    }
+    if name.ends_with("_bytes") {
+        return Some((0.0, f64::INFINITY));
+    }
+    None
 }
 
 /// The series of one input in one shape, `n + 1` samples `step` apart.

@@ -201,3 +201,12 @@ receivers: [{name: default}, {name: pager}, {name: silent}]
     super::route(&mut p, &am, &labels(&[("severity", "critical")]), &["pager".to_string()]);
     assert_eq!(p.receivers, ["pager", "silent"]);
 }
+
+#[test]
+fn gauges_keep_to_the_values_their_names_allow() {
+    use super::synth::domain;
+    assert_eq!(domain("up"), Some((0.0, 1.0)));
+    assert_eq!(domain("suite_test_pass_rate"), Some((0.0, 1.0)));
+    assert_eq!(domain("node_filesystem_avail_bytes"), Some((0.0, f64::INFINITY)));
+    assert_eq!(domain("node_load1"), None);
+}
