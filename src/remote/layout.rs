@@ -32,6 +32,9 @@ pub struct RemoteState {
     pub exporter: Option<(u32, String)>,
     /// The release on which an outage drill last passed.
     pub drill_passed: Option<String>,
+    /// `run/drill-live.json`: what a live drill changed, while it runs or after it died
+    /// (`drill::live::recover` undoes it). Read with the state: no round trip of its own.
+    pub drill_live: Option<String>,
     /// The release the running host exporter was started from (its working directory).
     pub exporter_release: Option<String>,
     pub has_systemd: bool,
@@ -48,6 +51,8 @@ echo; echo "== exporter"
 pid=$(cat "$d/run/host-exporter.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then printf '%s ' "$pid"; tr '\0' ' ' < "/proc/$pid/cmdline"; echo; fi
 echo "== drill_passed"; cat "$d/drill-passed" 2>/dev/null || true
+echo; echo "== drill_live"; cat "$d/run/drill-live.json" 2>/dev/null || true
+echo
 echo "== exporter_release"; cat "$d/run/host-exporter.release" 2>/dev/null || true
 echo "== systemd"; [ -d /run/systemd/system ] && echo yes || echo no
 echo "== writable"
@@ -106,6 +111,7 @@ pub(crate) fn parse_state(text: &str) -> RemoteState {
         lock: nonempty(get("lock")),
         exporter,
         drill_passed: nonempty(get("drill_passed")),
+        drill_live: nonempty(get("drill_live")),
         exporter_release: nonempty(get("exporter_release")).map(|r| r.trim_start_matches("releases/").to_string()),
         has_systemd: get("systemd") == "yes",
         writable: get("writable") == "yes",
@@ -381,6 +387,9 @@ mod tests {
         assert!(s.lock.is_none());
         assert_eq!(s.exporter.as_ref().unwrap().0, 4242);
         assert!(s.writable && !s.has_systemd);
+        assert!(s.drill_live.is_none());
+        let live = parse_state("== drill_passed\n\n== drill_live\n{\"token\":\"t\"}\n\n== exporter_release\n== end\n");
+        assert_eq!(live.drill_live.as_deref(), Some("{\"token\":\"t\"}"));
     }
 
     #[test]

@@ -28,7 +28,9 @@ fn alive(pid: u32) -> bool {
 /// `--format json` included: the host was changed behind the user's back), `None` when
 /// there was nothing to undo or the drill still runs.
 pub async fn recover(conn: &Conn, stack: &Stack, quiet: bool) -> Result<Option<Vec<String>>> {
-    let Some(m) = host::read_marker(&conn.ssh).await? else { return Ok(None) };
+    // The state read at connect carries the marker: no round trip when there is none.
+    let Some(text) = &conn.state.drill_live else { return Ok(None) };
+    let m = host::parse_marker(text);
     let lock: Option<LockInfo> = conn.state.lock.as_deref().and_then(|l| serde_json::from_str(l).ok());
     if may_be_running(&m, lock.as_ref(), chrono::Utc::now(), alive) {
         if !quiet {

@@ -72,8 +72,6 @@ for f in "$@"; do rm -f "$d/$f" "$d/$f.tmp" || exit 1; done
 echo REMOVED
 "#;
 
-const READ: &str = r#"cat "$1/$2" 2>/dev/null || true"#;
-
 async fn checked(ssh: &Ssh, script: &'static str, args: &[&str], stdin: Option<Vec<u8>>, want: &str, what: &str) -> Result<()> {
     let out = match stdin {
         Some(b) => ssh.script_with_stdin(script, args, b).await?,
@@ -104,14 +102,10 @@ pub async fn remove(ssh: &Ssh, files: &[&str]) -> Result<()> {
     checked(ssh, REMOVE, &args, None, "REMOVED", &format!("removing {}", files.join(", "))).await
 }
 
-pub async fn read_marker(ssh: &Ssh) -> Result<Option<Marker>> {
-    let out = ssh.script(READ, &[ssh.host().remote_dir.as_str(), MARKER_FILE]).await?;
-    let t = out.stdout.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    // An unreadable marker still says a drill changed things: undo everything it may have.
-    Ok(Some(serde_json::from_str(t).unwrap_or(Marker { twins: true, fault: Some("unknown".into()), exporter_stopped: true, ..Default::default() })))
+/// The marker's text as read from the host. An unreadable marker still says a drill
+/// changed things: undo everything it may have.
+pub fn parse_marker(text: &str) -> Marker {
+    serde_json::from_str(text.trim()).unwrap_or(Marker { twins: true, fault: Some("unknown".into()), exporter_stopped: true, ..Default::default() })
 }
 
 pub async fn write_marker(ssh: &Ssh, m: &Marker) -> Result<()> {
@@ -310,6 +304,8 @@ mod tests {
             exporter_stopped: false,
             silences: vec![Silence { id: "x".into(), alert: "A".into(), matchers: vec![("job".into(), "j".into())], until: "u".into() }],
         };
-        assert_eq!(serde_json::from_str::<Marker>(&serde_json::to_string(&m).unwrap()).unwrap(), m);
+        assert_eq!(parse_marker(&serde_json::to_string(&m).unwrap()), m);
+        let broken = parse_marker("{half");
+        assert!(broken.twins && broken.exporter_stopped && broken.fault.is_some(), "an unreadable marker undoes everything");
     }
 }
