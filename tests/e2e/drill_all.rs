@@ -100,6 +100,7 @@ fn drill_all_proves_the_causable_alerts_live_within_five_minutes_and_pages_nobod
         for k in ["alert", "offline", "live", "how", "fired_after_s", "fire_bound_s", "delivered", "resolved_after_s", "resolve_bound_s", "reason"] {
             assert!(a.get(k).is_some(), "{k} missing in {a}");
         }
+        assert_eq!(a["offline"], true, "every alert of the default stack is proven offline: {a}");
         if a["live"] != true {
             assert!(!a["reason"].as_str().unwrap().is_empty(), "an alert not proven live says why: {a}");
         }
