@@ -81,8 +81,8 @@ mod manifest;
 mod metrics;
 mod promcfg;
 mod prometheus;
-pub mod proof;
 mod promtool;
+pub mod proof;
 mod versions;
 
 use crate::error::{Error, Kind, Result};
