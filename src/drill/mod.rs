@@ -361,6 +361,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         }
         error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
     }
+    let (without_token, over_cap) = hook.refused();
     if let Some(note) = auth::refused_note(&hook) {
         if !quiet {
             eprintln!("  ! {note}");
@@ -396,6 +397,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         exporter_restarted: restarted.is_ok(),
         total_s: round2(started.elapsed().as_secs_f64()),
         bounds: b.inputs.clone(),
+        webhook_refused: report::Refused { without_token, over_cap },
         error,
         stages,
     };
@@ -514,6 +516,7 @@ mod tests {
             exporter_restarted: true,
             total_s: 30.0,
             bounds: b.inputs,
+            webhook_refused: Default::default(),
             error: None,
         }
     }

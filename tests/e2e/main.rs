@@ -10,6 +10,7 @@ mod support;
 
 mod deploy;
 mod drill;
+mod drill_auth;
 mod grafana;
 mod hardening;
 mod host_exporter;
