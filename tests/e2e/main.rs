@@ -14,6 +14,7 @@ mod drill_auth;
 mod grafana;
 mod hardening;
 mod host_exporter;
+mod interrupt;
 mod paging;
 mod verify;
 mod watch;
