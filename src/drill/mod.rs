@@ -229,7 +229,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     }
 
     // Stop the exporter.
-    let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd);
+    let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd, conn.state.linger);
     let he = &stack.manifest.host_exporter;
     let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: he, mode };
     let stop = exp.stop().await;
