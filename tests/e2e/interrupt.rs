@@ -112,3 +112,74 @@ fn ctrl_c_during_the_checks_rolls_back() {
     assert_eq!(entry["interrupted"], "checks", "{entry}");
     assert_eq!(entry["rollback"]["ok"], true, "{entry}");
 }
+
+/// The lock file, parsed.
+fn lease_now() -> Option<Value> {
+    crate::support::sandbox::lock_file().and_then(|l| serde_json::from_str(l.trim()).ok())
+}
+
+fn rfc3339(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().with_timezone(&chrono::Utc)
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn a_holder_outliving_its_lease_keeps_it_and_unlock_refuses_it() {
+    let _restore = RestoreDefault;
+    deploy_ok(Some(&default_stack()), &["--no-drill"]);
+    // A 2 s lease (renewed every 0.5 s, test-only), and a deploy held at its checks.
+    let lease = Duration::from_secs(2);
+    let mut child = cmd(&["deploy", "--host", "sandbox", "--no-drill", "--format", "json", "--lock-wait", "5m"])
+        .env("STACKPROOF_TEST_PAUSE_AT", "checks")
+        .env("STACKPROOF_TEST_LEASE_SECS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(child);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the deploy ended before its checks:\n{seen}");
+        seen.push_str(&line);
+        if line.contains("stackproof-test: paused at checks") {
+            break;
+        }
+    }
+    let pid = child.0.id();
+    let mine = |l: &Value| l["pid"] == pid;
+    let first = lease_now().filter(mine).expect("the paused deploy holds the lock");
+    let since = rfc3339(&first["since"]);
+    // Poll until the holder has outlived three leases: its lease must still be live.
+    let expiries = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    crate::support::poll(Duration::from_secs(30), "three leases outlived", || {
+        let l = lease_now().filter(mine).ok_or("the lock is gone or not the deploy's")?;
+        let (now, exp) = (chrono::Utc::now(), rfc3339(&l["expires"]));
+        assert!(exp > now - chrono::Duration::milliseconds(200), "the lease expired while its holder ran: {l}");
+        expiries.borrow_mut().insert(l["expires"].as_str().unwrap().to_string());
+        if now - since > chrono::Duration::from_std(lease * 3).unwrap() {
+            Ok(())
+        } else {
+            Err(format!("{} s held", (now - since).num_milliseconds() as f64 / 1000.0))
+        }
+    });
+    assert!(expiries.borrow().len() >= 3, "the lease was not renewed: {:?}", expiries.borrow());
+    // unlock refuses the live lease, mid-run.
+    let u = crate::support::sp(&["unlock", "--host", "sandbox", "--format", "json"]);
+    assert_eq!(u.status.code(), Some(2), "{}", crate::support::text(&u));
+    let e = &crate::support::json(&u)["error"];
+    assert!(e["message"].as_str().unwrap().contains("live lease"), "{e:#}");
+    assert!(lease_now().is_some_and(|l| mine(&l)), "unlock removed a live lease");
+    // The deploy ends (interrupted at its checks: nothing changed) and releases it.
+    signal("-INT", pid);
+    let st = child.wait_exit(Duration::from_secs(60));
+    assert_eq!(st.code(), Some(130));
+    assert!(lease_now().is_none_or(|l| !mine(&l)), "the lock was not released");
+    eprintln!(
+        "held {:.1} s with a {} s lease, {} distinct expiries seen",
+        (chrono::Utc::now() - since).num_milliseconds() as f64 / 1000.0,
+        lease.as_secs(),
+        expiries.borrow().len()
+    );
+}
