@@ -362,6 +362,13 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
     }
     let (without_token, over_cap) = hook.refused();
+    if !delivered && without_token > 0 {
+        let why = format!(
+            "the drill webhook refused {without_token} POST(s) without its token and took none with it: does the running Alertmanager config give the `{}` receiver `http_config.authorization.credentials_file: {}`? (`stackproof deploy` this stack); otherwise something other than Alertmanager posted to it",
+            b.inputs.receiver, b.token_file
+        );
+        error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
+    }
     if let Some(note) = auth::refused_note(&hook) {
         if !quiet {
             eprintln!("  ! {note}");

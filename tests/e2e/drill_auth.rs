@@ -72,6 +72,7 @@ fn a_forged_post_to_the_drill_receiver_does_not_pass_a_drill() {
     assert!(n > 0, "the forger never reached the drill webhook (no 401): the test proved nothing\n{}", text(&o));
     let counted = d["webhook_refused"]["without_token"].as_u64().unwrap_or(0);
     assert!(counted > 0, "the drill does not report the refused POSTs: {d:#}");
+    assert!(d["error"].as_str().is_some_and(|e| e.contains("without its token")), "the drill does not say why: {d:#}");
     eprintln!("forged POSTs refused with 401: {n}");
 }
 
