@@ -24,22 +24,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The file the drill receiver's webhook reads its bearer token from (pure: `Err` says
 /// what to add to alertmanager.yml).
 pub fn token_file(am: &AmConfig, receiver: &str) -> std::result::Result<String, String> {
-    let hint = format!(
-        "the drill receiver `{receiver}` must authenticate to stackproof's webhook: give its webhook_configs entry `http_config: {{authorization: {{type: Bearer, credentials_file: /run/secrets/drill/token}}}}` (stackproof writes a fresh token there for each drill)"
-    );
-    let rc = am.receiver(receiver).ok_or_else(|| format!("alertmanager.yml has no receiver `{receiver}` (drill.receiver)"))?;
-    let files: BTreeSet<Option<&str>> = rc
-        .webhook_configs
-        .iter()
-        .map(|w| w.extra.get("http_config").and_then(|h| h.get("authorization")).and_then(|a| a.get("credentials_file")).and_then(|f| f.as_str()))
-        .collect();
-    match files.into_iter().collect::<Vec<_>>().as_slice() {
-        [Some(f)] if f.starts_with('/') => Ok(f.to_string()),
-        [Some(f)] => Err(format!("{hint}; `{f}` is not an absolute path in the container")),
-        [] => Err(format!("the drill receiver `{receiver}` has no webhook_configs")),
-        [None] => Err(hint),
-        _ => Err(format!("{hint}; every webhook of the receiver must read the same file")),
-    }
+    am.bearer_file(receiver)
 }
 
 /// Write the drill's token into the running Alertmanager container at `path` (0400,

@@ -50,6 +50,7 @@
 //! | `am.inhibit_matches_nothing` | warning | an inhibit rule whose source or target no alert can match |
 //! | `am.drill_swallowed` | error | the drill alert does not reach the drill receiver |
 //! | `drill.rule_missing`, `drill.receiver_missing`, `drill.receiver_url` | error | the drill's pieces are missing |
+//! | `drill.receiver_auth` | error | the drill receiver does not present the per-drill token (`credentials_file`) |
 //! | `version.unsupported` | error | syntax newer than the pinned image |
 //! | `grafana.dashboard_wrapped` | error | `{"dashboard": ...}` API wrapper instead of a model |
 //! | `grafana.missing_title` | error | no title |
