@@ -361,10 +361,10 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         }
         error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
     }
-    let (without_token, over_cap) = hook.refused();
-    if !delivered && without_token > 0 {
+    let (unauthenticated, over_cap) = hook.refused();
+    if !delivered && unauthenticated > 0 {
         let why = format!(
-            "the drill webhook refused {without_token} POST(s) without its token and took none with it: does the running Alertmanager config give the `{}` receiver `http_config.authorization.credentials_file: {}`? (`stackproof deploy` this stack); otherwise something other than Alertmanager posted to it",
+            "the drill webhook refused {unauthenticated} POST(s) without its token and took none with it: does the running Alertmanager config give the `{}` receiver `http_config.authorization.credentials_file: {}`? (`stackproof deploy` this stack); otherwise something other than Alertmanager posted to it",
             b.inputs.receiver, b.token_file
         );
         error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
@@ -404,7 +404,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         exporter_restarted: restarted.is_ok(),
         total_s: round2(started.elapsed().as_secs_f64()),
         bounds: b.inputs.clone(),
-        webhook_refused: report::Refused { without_token, over_cap },
+        webhook_refused: report::Refused { unauthenticated, over_cap },
         error,
         stages,
     };

@@ -49,7 +49,7 @@ pub struct DrillReport {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Refused {
-    pub without_token: usize,
+    pub unauthenticated: usize,
     pub over_cap: usize,
 }
 

@@ -19,6 +19,17 @@ fn drill_port() -> u16 {
 /// POST a firing (then resolved) StackproofDrill notification to the drill port on the
 /// host, without any token, until `stop`; counts the 401 answers.
 fn forger(port: u16, stop: Arc<AtomicBool>, refused: Arc<AtomicUsize>) -> std::thread::JoinHandle<()> {
+    forger_with(port, stop, refused, None, Duration::from_millis(100))
+}
+
+/// The same, bearing `token` once it is known (set by the test), every `pace`.
+fn forger_with(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+    token: Option<Arc<std::sync::Mutex<String>>>,
+    pace: Duration,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             for status in ["firing", "resolved"] {
@@ -28,8 +39,9 @@ fn forger(port: u16, stop: Arc<AtomicBool>, refused: Arc<AtomicUsize>) -> std::t
                 );
                 let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let auth = token.as_ref().map(|t| format!("Authorization: Bearer {}\r\n", t.lock().unwrap())).unwrap_or_default();
                 let req = format!(
-                    "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 if s.write_all(req.as_bytes()).is_err() {
@@ -41,7 +53,7 @@ fn forger(port: u16, stop: Arc<AtomicBool>, refused: Arc<AtomicUsize>) -> std::t
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            std::thread::sleep(Duration::from_millis(100)); // pace of the forger, not a wait for anything
+            std::thread::sleep(pace); // pace of the forger, not a wait for anything
         }
     })
 }
@@ -70,7 +82,7 @@ fn a_forged_post_to_the_drill_receiver_does_not_pass_a_drill() {
     assert!(d["fired_after_s"].as_f64().is_some(), "the alert fired (so only the delivery was missing): {d:#}");
     let n = refused.load(Ordering::Relaxed);
     assert!(n > 0, "the forger never reached the drill webhook (no 401): the test proved nothing\n{}", text(&o));
-    let counted = d["webhook_refused"]["without_token"].as_u64().unwrap_or(0);
+    let counted = d["webhook_refused"]["unauthenticated"].as_u64().unwrap_or(0);
     assert!(counted > 0, "the drill does not report the refused POSTs: {d:#}");
     assert!(d["error"].as_str().is_some_and(|e| e.contains("without its token")), "the drill does not say why: {d:#}");
     eprintln!("forged POSTs refused with 401: {n}");
@@ -166,4 +178,50 @@ fn alertmanager_reads_each_drills_new_token_without_a_reload() {
     // the config names the file only).
     let cfg = std::fs::read_to_string("/srv/stackproof-sandbox/current/alertmanager/alertmanager.yml").unwrap();
     assert!(!cfg.contains(&tokens[1]) && cfg.contains("credentials_file: /run/secrets/drill/token"), "{cfg}");
+}
+
+/// The drill token in the running Alertmanager container, read as root through the
+/// process's root (the image has no shell).
+fn token_in_container() -> Option<String> {
+    let id = crate::support::sandbox::ids().get("alertmanager").cloned()?;
+    let o = crate::support::sandbox::run("docker", &["inspect", "-f", "{{.State.Pid}}", &id]);
+    let pid = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    std::fs::read_to_string(format!("/proc/{pid}/root/run/secrets/drill/token")).ok()
+}
+
+#[test]
+#[ignore = "e2e: run scripts/test"]
+fn deliveries_alertmanager_did_not_count_fail_the_drill() {
+    let _restore = RestoreDefault;
+    // As in the forged-POST test, Alertmanager cannot reach the webhook; this forger is
+    // root on the host and reads the drill's token from the container, so the webhook
+    // takes its POSTs: only Alertmanager's counter can tell them apart.
+    let dead = free_port();
+    let copy = stack_copy(&[("alertmanager/alertmanager.yml", "url: http://127.0.0.1:9799/", &format!("url: http://127.0.0.1:{dead}/"))]);
+    let (o, _) = stack::deploy(Some(copy.path()), &["--skip-lint", "--no-drill", "--no-rollback"]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", text(&o));
+    let old = token_in_container();
+    let child = crate::support::cmd(&["verify", "--host", "sandbox", "--stack", copy.path().to_str().unwrap(), "--drill", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = poll(Duration::from_secs(60), "the drill's new token in the container", || match token_in_container() {
+        Some(t) if Some(&t) != old.as_ref() && t.len() == 64 => Ok(t),
+        other => Err(format!("{:?}", other.map(|t| t.len()))),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let f = forger_with(drill_port(), stop.clone(), refused.clone(), Some(Arc::new(std::sync::Mutex::new(token))), Duration::from_millis(400));
+    let o = child.wait_with_output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    let j = json(&o);
+    let d = &j["drill"];
+    assert_eq!(refused.load(Ordering::Relaxed), 0, "the forger's token was refused: the test proved nothing");
+    assert_eq!(d["delivered"], true, "the forged POSTs with the token were not taken: {d:#}");
+    assert_eq!(d["ok"], false, "a drill Alertmanager did not deliver passed: {d:#}");
+    let e = d["error"].as_str().unwrap_or_default();
+    assert!(e.contains("alertmanager_notifications_total") && e.contains("something other than this stack's Alertmanager"), "{e}");
+    assert_eq!(o.status.code(), Some(1));
 }
