@@ -57,7 +57,10 @@ pub fn load(common: &Common) -> Result<(Stack, Host)> {
 /// Lint before touching a host: `Some(1)` (after printing the error findings) when lint
 /// finds errors, `None` when the stack is clean.
 pub fn lint_gate(common: &Common) -> Result<Option<i32>> {
-    let findings = crate::lint::lint_paths(std::slice::from_ref(&common.stack), &crate::lint::Options::default())?;
+    // The alert proof with stackproof's own evaluator (~0.1 s): promtool's re-check costs
+    // seconds, too much before every deploy/plan; `stackproof lint` runs it.
+    let opts = crate::lint::Options { evaluator: crate::lint::proof::Evaluator::Own, ..Default::default() };
+    let findings = crate::lint::lint_paths(std::slice::from_ref(&common.stack), &opts)?;
     let errors: Vec<_> = findings.into_iter().filter(|f| f.severity == crate::lint::Severity::Error).collect();
     if errors.is_empty() {
         return Ok(None);

@@ -126,24 +126,21 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
     // (or, when nothing changed yet, the deploy just stops); exit 130 either way.
     crate::signals::start_noting();
     let result = crate::remote::lock::with_lease(host, &lock, run(&mut conn, stack, &local, &secrets, opts, &mut durations)).await;
-    release_lock(&conn.ssh, &lock).await;
     durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
-    let mut report = match result {
-        Ok(r) => r,
+    // The journal entry and the lock's release are independent: both at once.
+    let entry = match &result {
         Err(e) => {
-            let entry = serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "ok": false, "error": e.to_string(), "kind": e.kind()});
-            let _ = layout::journal(&conn.ssh, &entry).await;
-            conn.ssh.close().await;
-            return Err(e);
+            serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "ok": false, "error": e.to_string(), "kind": e.kind()})
         }
+        Ok(r) => serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": r.release, "ok": r.ok,
+            "plan": r.plan, "durations": durations, "rollback": r.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok, "reason": r.reason})),
+            "interrupted": r.interrupted,
+            "notifications_failed": r.verify.as_ref().and_then(|v| v.notifications_failed.clone())}),
     };
-    report.durations = durations;
-    let entry = serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": report.release, "ok": report.ok,
-        "plan": report.plan, "durations": report.durations, "rollback": report.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok, "reason": r.reason})),
-        "interrupted": report.interrupted,
-        "notifications_failed": report.verify.as_ref().and_then(|v| v.notifications_failed.clone())});
-    let _ = layout::journal(&conn.ssh, &entry).await;
+    let (_, _) = tokio::join!(release_lock(&conn.ssh, &lock), layout::journal(&conn.ssh, &entry));
     conn.ssh.close().await;
+    let mut report = result?;
+    report.durations = durations;
     let code = match (&report.interrupted, report.ok) {
         (Some(_), _) => Error::Interrupted.exit_code(),
         (None, true) => 0,
@@ -194,8 +191,15 @@ async fn run(
     let ok = report.as_ref().is_some_and(|r| r.ok);
     let release = plan.as_ref().map(|p| p.release.clone()).unwrap_or_default();
     if ok {
-        layout::mark_verified(&conn.ssh, &release).await?;
-        release::prune(conn).await?;
+        // Round trips only for what changed: a release that was already the verified one
+        // needs no new mark, and no release was added (nothing to prune) when it was on
+        // the host before this deploy (`conn.state` as read when planning).
+        if conn.state.verified.as_deref() != Some(release.as_str()) {
+            layout::mark_verified(&conn.ssh, &release).await?;
+        }
+        if !conn.state.releases.iter().any(|r| r == &release) {
+            release::prune(conn).await?;
+        }
     }
     let mut out = DeployReport {
         ok,

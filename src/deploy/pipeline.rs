@@ -72,24 +72,32 @@ pub struct Outcome {
 /// Step durations in milliseconds, for `--format json` (`durations`).
 pub type Durations = BTreeMap<String, u64>;
 
-/// Compute the plan against the live host.
+/// Compute the plan against the live host (`conn.state` as read last).
 pub async fn make_plan(conn: &Conn, stack: &Stack, local: &LocalFiles, secrets: &BTreeMap<String, Secret>) -> Result<(Plan, Vec<ContainerSpec>)> {
+    let observed = conn.engine.observed(&stack.manifest.name).await?;
+    plan_with(conn, stack, local, secrets, observed).await
+}
+
+/// The plan, given the stack's containers as listed.
+async fn plan_with(
+    conn: &Conn,
+    stack: &Stack,
+    local: &LocalFiles,
+    secrets: &BTreeMap<String, Secret>,
+    observed: Vec<crate::engine::Observed>,
+) -> Result<(Plan, Vec<ContainerSpec>)> {
     let host = conn.ssh.host();
     let mut specs = desired(&stack.manifest, &host.images, &host.remote_dir);
     crate::paging::attach(&mut specs, secrets);
-    let observed = conn.engine.observed(&stack.manifest.name).await?;
-    let mut secrets_differ = BTreeSet::new();
-    for spec in &specs {
-        if let Some(o) = observed.iter().find(|o| o.service == spec.service && o.state == "running") {
-            for (name, dest) in &spec.secrets {
-                if let Some(v) = secrets.get(name) {
-                    if !conn.engine.secret_matches(&o.id, dest, v.expose().as_bytes()).await {
-                        secrets_differ.insert(spec.service.clone());
-                    }
-                }
-            }
-        }
-    }
+    // Every secret of every running container read back at once: one round trip, not one each.
+    let reads =
+        specs.iter().filter_map(|spec| Some((spec, observed.iter().find(|o| o.service == spec.service && o.state == "running")?))).flat_map(|(spec, o)| {
+            spec.secrets.iter().filter_map(move |(name, dest)| {
+                let v = secrets.get(name)?;
+                Some(async move { (!conn.engine.secret_matches(&o.id, dest, v.expose().as_bytes()).await).then(|| spec.service.clone()) })
+            })
+        });
+    let secrets_differ: BTreeSet<String> = futures_util::future::join_all(reads).await.into_iter().flatten().collect();
     let hashes = local.hashes();
     let plan = compute(&PlanInput {
         manifest: &stack.manifest,
@@ -200,9 +208,11 @@ pub async fn apply(
     let t = Instant::now();
     let planned = pass
         .cancellable(async {
-            conn.refresh().await?;
+            // The state again, now that the lock is held, and the containers: at once.
+            let (state, observed) = tokio::join!(crate::remote::layout::state(&conn.ssh), conn.engine.observed(&stack.manifest.name));
+            conn.state = state?;
             release::ensure_writable(conn)?;
-            make_plan(conn, stack, local, secrets).await
+            plan_with(conn, stack, local, secrets, observed?).await
         })
         .await;
     let (mut plan, specs) = pass.done(Step::Plan, t, None, untouched(), planned)?;

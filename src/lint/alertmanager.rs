@@ -105,7 +105,7 @@ fn check_integrations(cfg: &Config, root: &Route, ctx: Option<&StackCtx>, src: &
     used_receivers(root, &mut used);
     for (i, r) in cfg.receivers.iter().enumerate() {
         let configs: Vec<&String> = r.extra.keys().filter(|k| k.ends_with("_configs")).collect();
-        let has = !r.webhook_configs.is_empty() || r.extra.iter().any(|(k, v)| k.ends_with("_configs") && v.as_sequence().is_some_and(|s| !s.is_empty()));
+        let has = r.has_integrations();
         let path = format!("receivers/{i}/name");
         if from_host.contains(&r.name) {
             if has || !configs.is_empty() {

@@ -16,8 +16,8 @@ fn version_of(m: &Manifest, service: &str) -> Version {
     m.services.get(service).and_then(|s| Version::from_image(&s.image)).unwrap_or(Version::CURRENT)
 }
 
-/// Lint a stack directory.
-pub fn lint_stack(dir: &Path, opts: &Options, sink: &mut Sink) -> Result<()> {
+/// Lint a stack directory; the offline proof of each alerting rule.
+pub fn lint_stack(dir: &Path, opts: &Options, sink: &mut Sink) -> Result<Vec<super::proof::AlertProof>> {
     let mpath = dir.join("stackproof.yml");
     let msrc = Source::read(&mpath, mpath.display().to_string()).map_err(|e| crate::error::Error::io(&mpath, e))?;
     let Some(manifest) = check_manifest_text(&msrc, sink) else {
@@ -29,7 +29,7 @@ pub fn lint_stack(dir: &Path, opts: &Options, sink: &mut Sink) -> Result<()> {
             "the manifest does not read, so the stack's other files were not linted",
             "fix the manifest first",
         );
-        return Ok(());
+        return Ok(vec![]);
     };
     let files = FileList::of(&Stack { dir: dir.to_path_buf(), manifest: manifest.clone(), overrides: Default::default() })?;
     let ctx = StackCtx {
@@ -88,10 +88,16 @@ pub fn lint_stack(dir: &Path, opts: &Options, sink: &mut Sink) -> Result<()> {
     }
     grafana::check_verify_dashboards(&g.dashboards, &ctx, sink);
 
+    // Every alerting rule proven to fire and routed (issue 13).
+    let alerts = match &prom {
+        Some((_, cfg)) => super::proof::check_stack(&ctx, cfg, &rules, am.as_ref().map(|(_, c)| c), opts.evaluator, sink)?,
+        None => vec![],
+    };
+
     if opts.with_promtool {
         promtool::run_stack(&ctx, prom_rel.as_deref(), &rule_files.iter().map(|(s, _)| s.path.clone()).collect::<Vec<_>>(), am_rel.as_deref(), sink)?;
     }
-    Ok(())
+    Ok(alerts)
 }
 
 /// The stack file a service reads as its config (`--config.file=/stackproof/current/X`).

@@ -42,6 +42,23 @@ fn catalog(service: &str, v: Version) -> Option<Catalog> {
     Some(parse_catalog(text))
 }
 
+/// Whether the service behind a scrape target exposes `name`: `None` when the stack has
+/// no catalogue for it (an unknown program, or a version without one). The offline
+/// alert proof picks the target a selector without a `job` matcher reads from.
+pub fn service_exposes(ctx: &StackCtx, service: &str, name: &str) -> Option<bool> {
+    if SYNTHETIC.contains(&name) {
+        return Some(true);
+    }
+    let textfile = service == "node_exporter" && ctx.manifest.metrics.textfile.iter().any(|n| n == name);
+    match service {
+        "host_exporter" => Some(ctx.manifest.metrics.host_exporter.iter().any(|n| n == name)),
+        "prometheus" => catalog(service, ctx.prometheus).map(|c| c.names.contains(name)),
+        "alertmanager" => catalog(service, ctx.alertmanager).map(|c| c.names.contains(name)),
+        "node_exporter" => catalog(service, ctx.node_exporter).map(|c| textfile || c.names.contains(name) || name.starts_with("node_")),
+        _ => None,
+    }
+}
+
 /// Series every scrape target gets from Prometheus itself, and the alert series.
 const SYNTHETIC: [&str; 7] =
     ["up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE"];

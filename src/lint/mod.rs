@@ -71,6 +71,12 @@
 //! | `metrics.unknown` | error (panels) / warning (rules) | a metric nothing in the stack exposes |
 //! | `metrics.host_dependent` | info/warning | a node-exporter name that depends on the host's hardware |
 //! | `promtool.config`, `promtool.rules`, `amtool.config` | error | findings of the official tools (`--with-promtool`) |
+//! | `alerts.selector_no_target` | error | an alert's selector names a job (or target label) no scrape target has |
+//! | `alerts.cannot_fire` | error | no input the stack can expose makes the alert fire (offline proof) |
+//! | `alerts.unrouted` | error | the alert fires but the routing tree sends it to no receiver |
+//! | `alerts.muted` | warning | the alert fires but reaches only receivers with no integration |
+//! | `alerts.for_outlasts_drill` | info | `for` is longer than the drill waits (`drill.timeout`) |
+//! | `alerts.not_proven` | info | the offline proof cannot evaluate the expression (needs promtool) |
 
 mod alertmanager;
 mod amcfg;
@@ -84,6 +90,7 @@ mod promcfg;
 mod prometheus;
 mod promtool;
 pub mod proof;
+mod render;
 mod versions;
 
 use crate::error::{Error, Kind, Result};
@@ -93,6 +100,7 @@ use serde::Serialize;
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
+pub use render::{render_json, render_report_json, render_report_text, render_text};
 pub use versions::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -421,24 +429,41 @@ fn is_alertmanager_global(text: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub with_promtool: bool,
+    /// The evaluator of the offline alert proof (stack mode).
+    pub evaluator: proof::Evaluator,
+}
+
+/// What a lint run found: the findings, and the offline proof of each alerting rule of
+/// the stacks linted (none for lone files).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub alerts: Vec<proof::AlertProof>,
 }
 
 /// Lint stack directories and single files; the findings, sorted by file and line.
 pub fn lint_paths(paths: &[PathBuf], opts: &Options) -> Result<Vec<Finding>> {
+    lint_report(paths, opts).map(|r| r.findings)
+}
+
+/// Lint stack directories and single files: the findings (sorted by file and line) and
+/// the offline alert proofs.
+pub fn lint_report(paths: &[PathBuf], opts: &Options) -> Result<Report> {
     let mut sink = Sink::default();
+    let mut alerts = Vec::new();
     let mut lone: Vec<PathBuf> = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p)
             .map_err(|e| Error::config(Kind::LintPath, format!("cannot read {}: {e}", p.display()), "pass a stack directory or existing files"))?;
         if meta.is_dir() {
             if p.join("stackproof.yml").is_file() {
-                dir::lint_stack(p, opts, &mut sink)?;
+                alerts.extend(dir::lint_stack(p, opts, &mut sink)?);
             } else {
                 collect_loose(p, &mut lone).map_err(|e| Error::io(p, e))?;
             }
         } else if p.file_name().is_some_and(|n| n == "stackproof.yml") {
             let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            dir::lint_stack(dir, opts, &mut sink)?;
+            alerts.extend(dir::lint_stack(dir, opts, &mut sink)?);
         } else {
             lone.push(p.clone());
         }
@@ -453,7 +478,7 @@ pub fn lint_paths(paths: &[PathBuf], opts: &Options) -> Result<Vec<Finding>> {
     let mut f = sink.findings;
     f.sort_by(|a, b| (&a.file, a.line, a.column, a.severity).cmp(&(&b.file, b.line, b.column, b.severity)));
     f.dedup();
-    Ok(f)
+    Ok(Report { findings: f, alerts })
 }
 
 /// Files of a directory that has no manifest, linted one by one.
@@ -553,32 +578,6 @@ pub fn lint_lone(src: &Source, sink: &mut Sink) {
             "lint the stack directory to run them",
         );
     }
-}
-
-/// Text output for people.
-pub fn render_text(findings: &[Finding]) -> String {
-    let mut out = String::new();
-    for f in findings {
-        let at = match (f.line, f.column) {
-            (Some(l), Some(c)) => format!("{}:{l}:{c}", f.file),
-            (Some(l), None) => format!("{}:{l}", f.file),
-            _ => f.file.clone(),
-        };
-        out.push_str(&format!("{at}: {}[{}]: {}\n", f.severity.as_str(), f.code, f.message));
-        if !f.hint.is_empty() {
-            out.push_str(&format!("  = hint: {}\n", f.hint));
-        }
-    }
-    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
-    let (e, w, i) = (count(Severity::Error), count(Severity::Warning), count(Severity::Info));
-    let plural = |n: usize, s: &str| format!("{n} {s}{}", if n == 1 { "" } else { "s" });
-    out.push_str(&format!("lint: {}, {}, {}\n", plural(e, "error"), plural(w, "warning"), plural(i, "note")));
-    out
-}
-
-/// JSON output: `{"findings": [...]}`.
-pub fn render_json(findings: &[Finding]) -> serde_json::Value {
-    serde_json::json!({ "findings": findings })
 }
 
 #[cfg(test)]

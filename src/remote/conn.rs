@@ -28,9 +28,13 @@ pub struct Endpoints {
 impl Conn {
     pub async fn open(host: &Host) -> Result<Conn> {
         let ssh = Ssh::connect(host).await?;
-        let sock = ssh.forward_unix(&host.docker_socket, "docker.sock").await?;
-        let engine = Engine::connect(&sock, &host.name).await?;
-        let state = layout::state(&ssh).await?;
+        // Independent round trips, at once: the Docker forward (and the API's version
+        // handshake) and the remote dir's state.
+        let engine = async {
+            let sock = ssh.forward_unix(&host.docker_socket, "docker.sock").await?;
+            Engine::connect(&sock, &host.name).await
+        };
+        let (engine, state) = tokio::try_join!(engine, layout::state(&ssh))?;
         Ok(Conn { ssh, engine, state })
     }
 

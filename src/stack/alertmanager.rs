@@ -59,6 +59,13 @@ pub struct Receiver {
     pub extra: Extra,
 }
 
+impl Receiver {
+    /// Whether it has an integration (a non-empty `*_configs`): one without pages nobody.
+    pub fn has_integrations(&self) -> bool {
+        !self.webhook_configs.is_empty() || self.extra.iter().any(|(k, v)| k.ends_with("_configs") && v.as_sequence().is_some_and(|s| !s.is_empty()))
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct WebhookConfig {
     pub url: Option<String>,

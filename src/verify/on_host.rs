@@ -32,14 +32,15 @@ pub async fn input(conn: &Conn, stack: &Stack, host: &Host) -> Result<VerifyInpu
 pub async fn checks(conn: &Conn, stack: &Stack, host: &Host, quiet: bool, since: receivers::Since) -> Result<Report> {
     let input = input(conn, stack, host).await?;
     let progress = Progress::step("verifying", quiet);
-    let (mut report, reach, (delivered, counts)) = tokio::join!(
+    let (mut report, reach, (delivered, counts), exposed) = tokio::join!(
         super::run(&input, &progress),
         receivers::reachable(conn, stack, host),
-        receivers::notifications(conn, &input.endpoints.alertmanager, since, &stack.manifest.drill.receiver)
+        receivers::notifications(conn, &input.endpoints.alertmanager, since, &stack.manifest.drill.receiver),
+        exposure(conn, stack),
     );
     report.add(reach);
     report.add(vec![delivered]);
-    report.add(vec![exposure(conn, stack).await]);
+    report.add(vec![exposed]);
     report.notifications_failed = counts;
     Ok(report)
 }

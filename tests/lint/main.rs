@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod cli;
 mod realworld;
 mod stack;
