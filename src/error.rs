@@ -15,6 +15,7 @@ pub enum Kind {
     DrillRefused,
     ExporterFailed,
     ExporterStart,
+    LingerOff,
     ExporterStop,
     ForwardFailed,
     GateEmpty,
@@ -60,6 +61,7 @@ impl Kind {
             Kind::DrillRefused => "drill_refused",
             Kind::ExporterFailed => "exporter_failed",
             Kind::ExporterStart => "exporter_start",
+            Kind::LingerOff => "linger_off",
             Kind::ExporterStop => "exporter_stop",
             Kind::ForwardFailed => "forward_failed",
             Kind::GateEmpty => "gate_empty",
@@ -177,10 +179,14 @@ impl Error {
         }
     }
 
-    /// Every variant means "could not run": exit 2. Domain failures (lint errors, failed
-    /// checks, red gate) are not errors but outcomes, and commands return their own codes.
+    /// Every variant means "could not run": exit 2, but an interrupt (Ctrl-C / SIGTERM,
+    /// after cleaning up): 130. Domain failures (lint errors, failed checks, red gate) are
+    /// not errors but outcomes, and commands return their own codes.
     pub fn exit_code(&self) -> i32 {
-        2
+        match self {
+            Error::Interrupted => 130,
+            _ => 2,
+        }
     }
 
     pub fn to_json(&self) -> serde_json::Value {

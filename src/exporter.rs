@@ -15,12 +15,34 @@ pub enum Mode {
 }
 
 /// The host entry's choice, with `auto` meaning systemd where it runs.
-pub fn choose_mode(pref: Supervisor, host_has_systemd: bool) -> Mode {
+pub fn choose_mode(pref: Supervisor, host_has_systemd: bool, linger: bool) -> Mode {
     match pref {
         Supervisor::Systemd => Mode::Systemd,
         Supervisor::Process => Mode::Process,
-        Supervisor::Auto if host_has_systemd => Mode::Systemd,
+        // Without lingering, systemd stops the user's services when the user's last
+        // session closes: right after the deploy's SSH session, the exporter would die.
+        Supervisor::Auto if host_has_systemd && linger => Mode::Systemd,
         Supervisor::Auto => Mode::Process,
+    }
+}
+
+/// What to say about lingering (pure): `Err` refuses an explicit `supervisor: systemd`
+/// without it; `Ok(Some(note))` says that `auto` fell back to the supervised process.
+pub fn linger_check(pref: Supervisor, host_has_systemd: bool, linger: bool, user: &str) -> Result<Option<String>> {
+    if !host_has_systemd || linger {
+        return Ok(None);
+    }
+    let enable = format!("sudo loginctl enable-linger {user}");
+    match pref {
+        Supervisor::Process => Ok(None),
+        Supervisor::Auto => Ok(Some(format!(
+            "systemd runs on the host but lingering is off for `{user}`: the host exporter runs as a supervised process, not a user unit (systemd would stop it when the last session closes); `{enable}` on the host makes it a unit"
+        ))),
+        Supervisor::Systemd => Err(Error::remote(
+            Kind::LingerOff,
+            format!("the host entry asks for `supervisor: systemd`, but lingering is off for `{user}`: systemd stops the user's services when the last session closes, so the host exporter would stop right after the deploy"),
+            format!("run `{enable}` on the host, or set `supervisor: auto` (a supervised process) in the host entry"),
+        )),
     }
 }
 
@@ -245,10 +267,27 @@ mod tests {
 
     #[test]
     fn mode_choice() {
-        assert_eq!(choose_mode(Supervisor::Auto, true), Mode::Systemd);
-        assert_eq!(choose_mode(Supervisor::Auto, false), Mode::Process);
-        assert_eq!(choose_mode(Supervisor::Process, true), Mode::Process);
-        assert_eq!(choose_mode(Supervisor::Systemd, false), Mode::Systemd);
+        assert_eq!(choose_mode(Supervisor::Auto, true, true), Mode::Systemd);
+        assert_eq!(choose_mode(Supervisor::Auto, false, false), Mode::Process);
+        assert_eq!(choose_mode(Supervisor::Process, true, true), Mode::Process);
+        assert_eq!(choose_mode(Supervisor::Systemd, false, false), Mode::Systemd);
+    }
+
+    #[test]
+    fn without_lingering_auto_falls_back_to_the_process_and_systemd_is_refused() {
+        // systemd, no linger: auto runs the supervised process, and says so.
+        assert_eq!(choose_mode(Supervisor::Auto, true, false), Mode::Process);
+        let note = linger_check(Supervisor::Auto, true, false, "deploy").unwrap().unwrap();
+        assert!(note.contains("supervised process") && note.contains("sudo loginctl enable-linger deploy"), "{note}");
+        // An explicit systemd is refused with the fix.
+        let e = linger_check(Supervisor::Systemd, true, false, "deploy").unwrap_err();
+        assert_eq!(e.kind(), "linger_off");
+        assert!(e.hint().contains("loginctl enable-linger deploy") && e.hint().contains("supervisor: auto"), "{}", e.hint());
+        // Nothing to say: lingering on, no systemd, or the process asked for.
+        assert_eq!(linger_check(Supervisor::Auto, true, true, "deploy").unwrap(), None);
+        assert_eq!(linger_check(Supervisor::Systemd, true, true, "deploy").unwrap(), None);
+        assert_eq!(linger_check(Supervisor::Auto, false, false, "deploy").unwrap(), None);
+        assert_eq!(linger_check(Supervisor::Process, true, false, "deploy").unwrap(), None);
     }
 
     #[test]

@@ -171,6 +171,7 @@ pub async fn apply(
                 let rotation = grafana::old_admin_secret(conn, spec, observed, secrets).await;
                 for o in observed.iter().filter(|o| &o.service == service) {
                     conn.engine.remove(&o.id).await?;
+                    crate::signals::test_pause("containers").await;
                 }
                 // A container name left by a crashed run (not labelled as ours) would block creation.
                 let id = conn.engine.create_and_start(&stack.manifest.name, spec, &plan.release, &secret_values(spec, secrets)).await?;

@@ -5,7 +5,7 @@ use super::containers::indent;
 use super::decide;
 use super::Effects;
 use crate::error::{Error, Kind, Result};
-use crate::exporter::{choose_mode, Exporter, Mode};
+use crate::exporter::{choose_mode, linger_check, Exporter, Mode};
 use crate::output::Progress;
 use crate::plan::{ExporterAction, Plan};
 use crate::remote::conn::listeners;
@@ -29,12 +29,18 @@ pub async fn preflight(conn: &Conn, stack: &Stack, plan: &Plan) -> Result<()> {
     // What cannot be passed safely (a newline that would end a unit file line) is refused
     // before anything is touched.
     crate::exporter::check(&stack.manifest.name, &conn.ssh.host().remote_dir, &stack.manifest.host_exporter)?;
+    let host = conn.ssh.host();
+    // systemd without lingering: `supervisor: systemd` is refused, `auto` falls back to
+    // the supervised process (said on stderr here, journaled when it starts).
+    if let Some(note) = linger_check(host.supervisor, conn.state.has_systemd, conn.state.linger, &host.user)? {
+        eprintln!("note: {note}");
+    }
     if plan.exporter == ExporterAction::Keep {
         return Ok(());
     }
     // Under systemd the state script does not see the unit's pid, so whether a listener
     // is ours is unknown here: the check after the stop covers that case.
-    if choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd) == Mode::Systemd {
+    if choose_mode(host.supervisor, conn.state.has_systemd, conn.state.linger) == Mode::Systemd {
         return Ok(());
     }
     let port = stack.manifest.host_exporter.port;
@@ -50,10 +56,18 @@ pub async fn apply(conn: &Conn, stack: &Stack, plan: &Plan, deadline: Instant, f
     if plan.exporter == ExporterAction::Keep {
         return Ok(());
     }
-    let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd);
+    let host = conn.ssh.host();
+    let mode = choose_mode(host.supervisor, conn.state.has_systemd, conn.state.linger);
     let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: &stack.manifest.host_exporter, mode };
     progress.set_message("host exporter: restarting");
     fx.touch();
+    if let Ok(Some(note)) = linger_check(host.supervisor, conn.state.has_systemd, conn.state.linger, &host.user) {
+        // A unit started while lingering was on would hold the port: stop and disable it.
+        let unit = crate::exporter::unit_name(&stack.manifest.name);
+        let _ = conn.ssh.script(r#"systemctl --user disable --now "$1" >/dev/null 2>&1; echo DONE"#, &[unit.as_str()]).await;
+        let entry = serde_json::json!({"event": "host_exporter", "at": chrono::Utc::now().to_rfc3339(), "mode": "process", "reason": note});
+        let _ = crate::remote::layout::journal(&conn.ssh, &entry).await;
+    }
     exp.stop().await?;
     // Our exporter is stopped: whatever still listens on its port is not ours (an
     // exporter whose pid file was lost, another program). Starting now would crash-loop

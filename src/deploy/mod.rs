@@ -69,6 +69,10 @@ pub struct DeployReport {
     /// Set when the deploy failed after the host was touched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackReport>,
+    /// Set when Ctrl-C / SIGTERM stopped the deploy after it had changed the host: the
+    /// step it stopped after (the deploy then went back to the last verified release).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// The verification of the deployed release, for the text and HTML reports.
     #[serde(skip)]
     pub verify: Option<crate::verify::Report>,
@@ -122,8 +126,11 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
         eprintln!("warning: cleaning up after an interrupted drill failed: {e}");
     }
     let lock = lock(&conn.ssh, "deploy", opts.lock_wait).await?;
-    let result =
-        crate::remote::lock::with_lease(host, &lock, crate::signals::until_interrupted(run(&mut conn, stack, &local, &secrets, opts, &mut durations))).await;
+    // From here Ctrl-C / SIGTERM are noted, not fatal: a step that changes the host runs
+    // to its end, then the pass stops and the last verified release goes back in place
+    // (or, when nothing changed yet, the deploy just stops); exit 130 either way.
+    crate::signals::start_noting();
+    let result = crate::remote::lock::with_lease(host, &lock, run(&mut conn, stack, &local, &secrets, opts, &mut durations)).await;
     durations.insert("total_ms".into(), t0.elapsed().as_millis() as u64);
     // The journal entry and the lock's release are independent: both at once.
     let entry = match &result {
@@ -131,14 +138,19 @@ pub async fn deploy(stack: &Stack, host: &Host, opts: &DeployOptions) -> Result<
             serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "ok": false, "error": e.to_string(), "kind": e.kind()})
         }
         Ok(r) => serde_json::json!({"event": "deploy", "at": chrono::Utc::now().to_rfc3339(), "by": who(), "release": r.release, "ok": r.ok,
-            "plan": r.plan, "durations": durations, "rollback": r.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok})),
+            "plan": r.plan, "durations": durations, "rollback": r.rollback.as_ref().map(|r| serde_json::json!({"to": r.to, "ok": r.ok, "reason": r.reason})),
+            "interrupted": r.interrupted,
             "notifications_failed": r.verify.as_ref().and_then(|v| v.notifications_failed.clone())}),
     };
     let (_, _) = tokio::join!(release_lock(&conn.ssh, &lock), layout::journal(&conn.ssh, &entry));
     conn.ssh.close().await;
     let mut report = result?;
     report.durations = durations;
-    let code = if report.ok { 0 } else { 1 };
+    let code = match (&report.interrupted, report.ok) {
+        (Some(_), _) => Error::Interrupted.exit_code(),
+        (None, true) => 0,
+        (None, false) => 1,
+    };
     Ok((report, code))
 }
 
@@ -202,10 +214,15 @@ async fn run(
         durations: Durations::new(),
         drill: report.as_ref().and_then(|r| r.drill.clone()),
         rollback: None,
+        interrupted: None,
         verify: report.clone(),
     };
+    let interrupted = matches!(&failure, Some((_, Error::Interrupted)));
     if let Some((step, e)) = &failure {
-        let detail = format!("{} step failed: {e}", step.as_str());
+        if interrupted {
+            out.interrupted = Some(step.as_str().to_string());
+        }
+        let detail = if interrupted { format!("interrupted after the {} step", step.as_str()) } else { format!("{} step failed: {e}", step.as_str()) };
         out.checks.push(Check { name: "deploy".into(), status: Status::Fail, detail, hint: e.hint(), duration_ms: 0 });
         if !quiet {
             eprintln!("✗ {e}\n  hint: {}", e.hint());
@@ -233,13 +250,20 @@ async fn run(
         }
         AfterFailure::RollBack(to) => {
             if !quiet {
-                eprintln!("verification failed: rolling back to {to}, the last verified release");
+                let why = if interrupted { "interrupted" } else { "verification failed" };
+                eprintln!("{why}: rolling back to {to}, the last verified release");
             }
             let t = Instant::now();
             let r = rollback::rollback_to(conn, &to, secrets, quiet).await;
             durations.insert("rollback_ms".into(), t.elapsed().as_millis() as u64);
             out.rollback = Some(match r {
-                Ok(o) => RollbackReport { to: Some(to), ok: Some(o.report.ok), checks: Some(o.report.checks), error: None, reason: None },
+                Ok(o) => RollbackReport {
+                    to: Some(to),
+                    ok: Some(o.report.ok),
+                    checks: Some(o.report.checks),
+                    error: None,
+                    reason: interrupted.then(|| "interrupted".to_string()),
+                },
                 Err(e) => RollbackReport { to: Some(to), ok: Some(false), checks: None, error: Some(e.to_string()), reason: None },
             });
         }

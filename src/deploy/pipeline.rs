@@ -158,6 +158,9 @@ async fn preflight(conn: &Conn, stack: &Stack, plan: &Plan, specs: &[ContainerSp
 struct Pass<'d> {
     durations: &'d mut Durations,
     touched: bool,
+    /// A new release's pass stops at a noted interrupt (`signals::start_noting`); a
+    /// rollback's (the way back to a whole host) never does.
+    interruptible: bool,
 }
 
 impl Pass<'_> {
@@ -168,7 +171,21 @@ impl Pass<'_> {
     fn done_in<T>(&mut self, step: Step, took: std::time::Duration, plan: Option<&Plan>, fx: Effects, r: Result<T>) -> std::result::Result<T, Failure> {
         self.touched |= fx.touched;
         self.durations.insert(format!("{}_ms", step.as_str()), took.as_millis() as u64);
-        r.map_err(|error| Failure { step, touched: self.touched, error, plan: plan.cloned() })
+        let r = r.map_err(|error| Failure { step, touched: self.touched, error, plan: plan.cloned() })?;
+        // An interrupt noted during a step that ran to its end: stop after it.
+        if self.interruptible && crate::signals::seen() {
+            return Err(Failure { step, touched: self.touched, error: Error::Interrupted, plan: plan.cloned() });
+        }
+        Ok(r)
+    }
+
+    /// A step that changes nothing on the host is dropped at a noted interrupt.
+    async fn cancellable<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if self.interruptible {
+            crate::signals::cancel_on_noted(fut).await
+        } else {
+            fut.await
+        }
     }
 }
 
@@ -185,18 +202,19 @@ pub async fn apply(
         Target::New(l) => (l, None),
         Target::Existing(id, l) => (l, Some(id)),
     };
-    let mut pass = Pass { durations, touched: false };
+    let mut pass = Pass { durations, touched: false, interruptible: existing.is_none() };
     let untouched = Effects::default;
 
     let t = Instant::now();
-    let planned = async {
-        // The state again, now that the lock is held, and the containers: at once.
-        let (state, observed) = tokio::join!(crate::remote::layout::state(&conn.ssh), conn.engine.observed(&stack.manifest.name));
-        conn.state = state?;
-        release::ensure_writable(conn)?;
-        plan_with(conn, stack, local, secrets, observed?).await
-    }
-    .await;
+    let planned = pass
+        .cancellable(async {
+            // The state again, now that the lock is held, and the containers: at once.
+            let (state, observed) = tokio::join!(crate::remote::layout::state(&conn.ssh), conn.engine.observed(&stack.manifest.name));
+            conn.state = state?;
+            release::ensure_writable(conn)?;
+            plan_with(conn, stack, local, secrets, observed?).await
+        })
+        .await;
     let (mut plan, specs) = pass.done(Step::Plan, t, None, untouched(), planned)?;
     if let Some(id) = existing {
         plan.release = id.to_string();
@@ -207,7 +225,7 @@ pub async fn apply(
     let conn = &*conn;
 
     let t = Instant::now();
-    let r = preflight(conn, stack, &plan, &specs, quiet).await;
+    let r = pass.cancellable(preflight(conn, stack, &plan, &specs, quiet)).await;
     pass.done(Step::Preflight, t, Some(&plan), untouched(), r)?;
     // Readiness is timed from here: image pulls (preflight) had their own budget.
     let deadline = Instant::now() + stack.manifest.verify.timeout;
@@ -242,7 +260,12 @@ pub async fn apply(
     pass.done_in(Step::Exporter, et, Some(&plan), efx, er)?;
 
     let t = Instant::now();
-    let r = crate::verify::on_host::checks(conn, stack, conn.ssh.host(), quiet, crate::verify::receivers::Since::Now).await;
+    let r = pass
+        .cancellable(async {
+            crate::signals::test_pause("checks").await;
+            crate::verify::on_host::checks(conn, stack, conn.ssh.host(), quiet, crate::verify::receivers::Since::Now).await
+        })
+        .await;
     let report = pass.done(Step::Checks, t, Some(&plan), untouched(), r)?;
     Ok(Outcome { plan, report, touched: pass.touched })
 }

@@ -136,6 +136,15 @@ pub async fn sync(conn: &Conn, stack: &Stack, plan: &mut Plan, local: &LocalFile
             layout::sync(&conn.ssh, &layout::Upload { id: &plan.release, prev, changed, keep: link, info: &info })
                 .await
                 .inspect_err(|e| step.fail(e.to_string()))?;
+            // The new release is uploaded but not current: an interrupt noted by now
+            // leaves the host as it was (a new release's pass only: a rollback goes on).
+            if existing.is_none() {
+                crate::signals::test_pause("sync").await;
+                if crate::signals::seen() {
+                    step.fail("interrupted before the release was made current");
+                    return Err(Error::Interrupted);
+                }
+            }
             fx.touch();
             layout::swap(&conn.ssh, &plan.release).await.inspect_err(|e| step.fail(e.to_string()))?;
             step.finish(format!("release {} is current ({sent} files sent)", plan.release));

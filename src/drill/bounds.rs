@@ -68,6 +68,10 @@ pub struct Bounds {
     /// (`webhook`, `email`, …): what `--drill-real` proves delivery to.
     #[serde(skip)]
     pub real_integrations: Vec<(String, Vec<String>)>,
+    /// Where, in the Alertmanager container, the drill receiver reads its bearer token
+    /// (`http_config.authorization.credentials_file`): the drill writes a fresh one there.
+    #[serde(skip)]
+    pub token_file: String,
     #[serde(skip)]
     pub timeout: Duration,
     // Outage, after the exporter stopped.
@@ -233,6 +237,7 @@ pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConf
         let went: Vec<_> = drill_route.iter().map(|r| r.receiver.as_str()).collect();
         format!("Alertmanager routes `{}` to {} instead of the drill receiver `{}`", d.alert, went.join(", "), d.receiver)
     })?;
+    let token_file = super::auth::token_file(am, &dm.receiver)?;
     let real_route = am.route_alert(&alert_labels(prom, rr, &d.job));
     let real_gw = real_route.iter().map(|r| r.group_wait).max().unwrap_or_default();
     let real_gi = real_route.iter().map(|r| r.group_interval).max().unwrap_or_default();
@@ -305,6 +310,7 @@ pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConf
             margin_s: secs(MARGIN),
         },
         real_integrations,
+        token_file,
         timeout: if real { d.real_timeout } else { d.timeout },
         target_down: mg(detect),
         pending: mg(pending),

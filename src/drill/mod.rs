@@ -10,6 +10,7 @@
 //!
 //! Used by `verify --drill` (`commands::verify`) and by `deploy` ([`run`]).
 
+mod auth;
 pub mod bounds;
 pub mod live;
 mod observe;
@@ -164,10 +165,18 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     let _guard = crate::signals::guard();
     let d = &stack.manifest.drill;
     let ep = conn.endpoints(&stack.manifest).await?;
-    let hook = Webhook::start().await.map_err(|e| Error::io("127.0.0.1:0 (drill webhook)", e))?;
-    conn.ssh.reverse_tunnel(d.port, hook.port).await?;
     let http = crate::remote::http::Http::new();
     let client = http.client();
+    let hook = Webhook::start().await.map_err(|e| Error::io("127.0.0.1:0 (drill webhook)", e))?;
+    // Alertmanager's count of webhook notifications before anything can reach the
+    // webhook; and the token it must present, before the tunnel opens.
+    let am_before = auth::am_metrics(client, &ep.alertmanager).await;
+    auth::install_token(conn, stack, &b.token_file, hook.token()).await?;
+    conn.ssh.reverse_tunnel(d.port, hook.port).await?;
+    if let Err(e) = auth::check_tunnel(&conn.ssh, d.port).await {
+        conn.ssh.close_reverse_tunnel(d.port, hook.port).await;
+        return Err(e);
+    }
     let real_ints: Vec<(String, String)> = b.real_integrations.iter().flat_map(|(r, is)| is.iter().map(move |i| (r.clone(), i.clone()))).collect();
     if !quiet {
         eprint!("{}", b.render(opts.real));
@@ -221,7 +230,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
     }
 
     // Stop the exporter.
-    let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd);
+    let mode = choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd, conn.state.linger);
     let he = &stack.manifest.host_exporter;
     let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: he, mode };
     let stop = exp.stop().await;
@@ -345,6 +354,28 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         }
     }
     conn.ssh.close_reverse_tunnel(d.port, hook.port).await;
+    // Every delivery the webhook took must be one Alertmanager counted.
+    let taken = hook.received().len();
+    if let Some(why) = auth::shortfall(am_before.as_deref(), auth::am_metrics(client, &ep.alertmanager).await.as_deref(), &b.inputs.receiver, taken) {
+        if !quiet {
+            eprintln!("  ✗ {why}");
+        }
+        error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
+    }
+    let (unauthenticated, over_cap) = hook.refused();
+    if !delivered && unauthenticated > 0 {
+        let why = format!(
+            "the drill webhook refused {unauthenticated} POST(s) without its token and took none with it: does the running Alertmanager config give the `{}` receiver `http_config.authorization.credentials_file: {}`? (`stackproof deploy` this stack); otherwise something other than Alertmanager posted to it",
+            b.inputs.receiver, b.token_file
+        );
+        error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
+    }
+    if let Some(note) = auth::refused_note(&hook) {
+        if !quiet {
+            eprintln!("  ! {note}");
+        }
+        tracing::warn!("{note}");
+    }
     drop(hook);
     if opts.real {
         if let Err(e) = layout::remove_textfile(&conn.ssh, DRILL_MARKER).await {
@@ -374,6 +405,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         exporter_restarted: restarted.is_ok(),
         total_s: round2(started.elapsed().as_secs_f64()),
         bounds: b.inputs.clone(),
+        webhook_refused: report::Refused { unauthenticated, over_cap },
         error,
         stages,
     };
@@ -492,6 +524,7 @@ mod tests {
             exporter_restarted: true,
             total_s: 30.0,
             bounds: b.inputs,
+            webhook_refused: Default::default(),
             error: None,
         }
     }

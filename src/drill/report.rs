@@ -40,8 +40,17 @@ pub struct DrillReport {
     /// Whole drill, wall time.
     pub total_s: f64,
     pub bounds: bounds::Inputs,
+    /// POSTs the drill's webhook refused: without the drill's token (401), or past its
+    /// inbox cap (507). Neither counts as a delivery.
+    pub webhook_refused: Refused,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Refused {
+    pub unauthenticated: usize,
+    pub over_cap: usize,
 }
 
 impl DrillReport {

@@ -216,6 +216,17 @@ impl Engine {
         Ok(id)
     }
 
+    /// Write one secret file (0400, owned by `uid:gid`) into a container, running or not
+    /// (through the archive API: its root filesystem must be writable).
+    pub async fn put_secret(&self, id: &str, dest: &str, value: &[u8], uid: u64, gid: u64) -> Result<()> {
+        let mut t = SecretTar::default();
+        t.add(dest, value, uid, gid)?;
+        self.docker
+            .upload_to_container(id, Some(UploadToContainerOptionsBuilder::default().path("/").build()), bollard::body_full(t.finish()?.into()))
+            .await
+            .map_err(|e| docker_err(&self.host, &format!("writing {dest} into a container"), e))
+    }
+
     pub async fn start(&self, id: &str) -> Result<()> {
         self.docker.start_container(id, None).await.map_err(|e| docker_err(&self.host, "starting a container", e))
     }
@@ -300,11 +311,29 @@ pub fn split_image(image: &str) -> (&str, &str) {
 /// with its parent directories (0755) so the upload works on a fresh container.
 fn secrets_tar(spec: &ContainerSpec, secrets: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let (uid, gid) = spec.uid_gid();
-    let mut b = tar::Builder::new(Vec::new());
-    let io = |e: std::io::Error| Error::remote(Kind::Secrets, format!("building the secrets archive failed: {e}"), "report this as a bug");
-    let mut dirs = std::collections::BTreeSet::new();
+    let mut t = SecretTar::default();
     for (name, dest) in &spec.secrets {
         let Some((_, value)) = secrets.iter().find(|(n, _)| n == name) else { continue };
+        t.add(dest, value, uid, gid)?;
+    }
+    t.finish()
+}
+
+/// A tar archive of secret files (0400, owned by the container's user) and their parent
+/// directories (0755, root), to unpack at `/` in a container.
+#[derive(Default)]
+struct SecretTar {
+    b: Option<tar::Builder<Vec<u8>>>,
+    dirs: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
+fn tar_err(e: std::io::Error) -> Error {
+    Error::remote(Kind::Secrets, format!("building the secrets archive failed: {e}"), "report this as a bug")
+}
+
+impl SecretTar {
+    fn add(&mut self, dest: &str, value: &[u8], uid: u64, gid: u64) -> Result<()> {
+        let b = self.b.get_or_insert_with(|| tar::Builder::new(Vec::new()));
         let rel = dest.trim_start_matches('/');
         let mut parent = Path::new(rel).parent();
         let mut chain = vec![];
@@ -316,7 +345,7 @@ fn secrets_tar(spec: &ContainerSpec, secrets: &[(String, Vec<u8>)]) -> Result<Ve
             parent = p.parent();
         }
         for d in chain.into_iter().rev() {
-            if dirs.insert(d.clone()) {
+            if self.dirs.insert(d.clone()) {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
@@ -324,7 +353,7 @@ fn secrets_tar(spec: &ContainerSpec, secrets: &[(String, Vec<u8>)]) -> Result<Ve
                 h.set_uid(0);
                 h.set_gid(0);
                 h.set_mtime(0);
-                b.append_data(&mut h, &d, std::io::empty()).map_err(io)?;
+                b.append_data(&mut h, &d, std::io::empty()).map_err(tar_err)?;
             }
         }
         let mut h = tar::Header::new_gnu();
@@ -334,9 +363,12 @@ fn secrets_tar(spec: &ContainerSpec, secrets: &[(String, Vec<u8>)]) -> Result<Ve
         h.set_gid(gid);
         h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, rel, value.as_slice()).map_err(io)?;
+        b.append_data(&mut h, rel, value).map_err(tar_err)
     }
-    b.into_inner().map_err(io)
+
+    fn finish(self) -> Result<Vec<u8>> {
+        self.b.unwrap_or_else(|| tar::Builder::new(Vec::new())).into_inner().map_err(tar_err)
+    }
 }
 
 #[cfg(test)]

@@ -485,6 +485,18 @@ fn check_drill(src: &Source, cfg: &Config, root: &Route, alerts: &[AlertInfo], c
             format!("webhook_configs: [{{url: 'http://127.0.0.1:{want_port}/', send_resolved: true}}]"),
         );
     }
+    // Only Alertmanager may make a drill pass: the drill receiver presents a per-drill
+    // token that stackproof writes into the container (docs/design.md).
+    if let Err(why) = cfg.bearer_file(&d.receiver) {
+        sink.at(
+            Severity::Error,
+            "drill.receiver_auth",
+            src,
+            &format!("receivers/{idx}"),
+            why,
+            "http_config: {authorization: {type: Bearer, credentials_file: /run/secrets/drill/token}}",
+        );
+    }
     let dest = cfg.route_alert(&drill.labels);
     let reaches = dest.iter().any(|m| m.receiver == d.receiver);
     let others: Vec<&str> = dest.iter().filter(|m| m.receiver != d.receiver).map(|m| m.receiver.as_str()).collect();

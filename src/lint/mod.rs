@@ -51,6 +51,7 @@
 //! | `am.drill_swallowed` | error | the drill alert does not reach the drill receiver |
 //! | `drill.rule_missing`, `drill.receiver_missing`, `drill.receiver_url` | error | the drill's pieces are missing |
 //! | `drill.twins_glob_missing` | info | prometheus.yml's `rule_files` lacks `/stackproof/drill/*.yml`: `drill --alert/--all` cannot load twins |
+//! | `drill.receiver_auth` | error | the drill receiver does not present the per-drill token (`credentials_file`) |
 //! | `version.unsupported` | error | syntax newer than the pinned image |
 //! | `grafana.dashboard_wrapped` | error | `{"dashboard": ...}` API wrapper instead of a model |
 //! | `grafana.missing_title` | error | no title |

@@ -38,6 +38,8 @@ pub struct RemoteState {
     /// The release the running host exporter was started from (its working directory).
     pub exporter_release: Option<String>,
     pub has_systemd: bool,
+    /// systemd keeps the SSH user's services running without a session (`Linger`).
+    pub linger: bool,
     pub writable: bool,
 }
 
@@ -55,6 +57,8 @@ echo; echo "== drill_live"; cat "$d/run/drill-live.json" 2>/dev/null || true
 echo
 echo "== exporter_release"; cat "$d/run/host-exporter.release" 2>/dev/null || true
 echo "== systemd"; [ -d /run/systemd/system ] && echo yes || echo no
+echo "== linger"; u=$(id -un)
+if [ -e "/var/lib/systemd/linger/$u" ]; then echo yes; else loginctl show-user "$u" -p Linger --value 2>/dev/null || echo no; fi
 echo "== writable"
 if [ -d "$d" ]; then [ -w "$d" ] && echo yes || echo no; else p=$(dirname "$d"); while [ ! -d "$p" ]; do p=$(dirname "$p"); done; [ -w "$p" ] && echo yes || echo no; fi
 echo "== end"
@@ -114,6 +118,7 @@ pub(crate) fn parse_state(text: &str) -> RemoteState {
         drill_live: nonempty(get("drill_live")),
         exporter_release: nonempty(get("exporter_release")).map(|r| r.trim_start_matches("releases/").to_string()),
         has_systemd: get("systemd") == "yes",
+        linger: get("linger") == "yes",
         writable: get("writable") == "yes",
     }
 }
@@ -386,10 +391,14 @@ mod tests {
         assert_eq!(s.verified.as_deref(), Some("20250101T000000Z-bb"));
         assert!(s.lock.is_none());
         assert_eq!(s.exporter.as_ref().unwrap().0, 4242);
-        assert!(s.writable && !s.has_systemd);
+        assert!(s.writable && !s.has_systemd && !s.linger);
         assert!(s.drill_live.is_none());
         let live = parse_state("== drill_passed\n\n== drill_live\n{\"token\":\"t\"}\n\n== exporter_release\n== end\n");
         assert_eq!(live.drill_live.as_deref(), Some("{\"token\":\"t\"}"));
+        let with = parse_state(&text.replace("== systemd\nno\n", "== systemd\nyes\n== linger\nyes\n"));
+        assert!(with.has_systemd && with.linger);
+        let without = parse_state(&text.replace("== systemd\nno\n", "== systemd\nyes\n== linger\nno\n"));
+        assert!(without.has_systemd && !without.linger);
     }
 
     #[test]

@@ -55,8 +55,21 @@ impl LockInfo {
     }
 }
 
+/// TEST ONLY: `STACKPROOF_TEST_LEASE_SECS=N` shortens the lease to N seconds (renewed
+/// every N/4), so an end-to-end test sees a holder outlive several leases in seconds.
+/// Not a user setting.
+pub const TEST_LEASE_ENV: &str = "STACKPROOF_TEST_LEASE_SECS";
+
+/// The lease and its renewal period: `LEASE`/`RENEW_EVERY`, unless a test shortened them.
+pub fn lease_and_renewal() -> (Duration, Duration) {
+    match std::env::var(TEST_LEASE_ENV).ok().and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0) {
+        Some(n) => (Duration::from_secs(n), Duration::from_secs(n) / 4),
+        None => (LEASE, RENEW_EVERY),
+    }
+}
+
 fn expiry() -> String {
-    (chrono::Utc::now() + chrono::Duration::from_std(LEASE).expect("small")).to_rfc3339()
+    (chrono::Utc::now() + chrono::Duration::from_std(lease_and_renewal().0).expect("small")).to_rfc3339()
 }
 
 /// Run `work` while renewing the lease every `RENEW_EVERY` (a schedule, not a wait):
@@ -67,7 +80,7 @@ pub async fn with_lease<T>(host: &Host, info: &LockInfo, work: impl std::future:
     let renew = async {
         let mut ssh: Option<Ssh> = None;
         loop {
-            tokio::time::sleep(RENEW_EVERY).await;
+            tokio::time::sleep(lease_and_renewal().1).await;
             if ssh.is_none() {
                 match Ssh::connect(host).await {
                     Ok(s) => ssh = Some(s),

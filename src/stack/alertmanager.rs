@@ -4,7 +4,7 @@
 
 use crate::stack::prometheus::{parse_duration, Extra, Text};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
@@ -211,6 +211,28 @@ impl Config {
 
     pub fn receiver(&self, name: &str) -> Option<&Receiver> {
         self.receivers.iter().find(|r| r.name == name)
+    }
+
+    /// The file the drill receiver's webhook reads its bearer token from
+    /// (`http_config.authorization.credentials_file`, the same for every webhook of it):
+    /// `Err` says what to add to alertmanager.yml.
+    pub fn bearer_file(&self, receiver: &str) -> std::result::Result<String, String> {
+        let hint = format!(
+            "the drill receiver `{receiver}` must authenticate to stackproof's webhook: give its webhook_configs entry `http_config: {{authorization: {{type: Bearer, credentials_file: /run/secrets/drill/token}}}}` (stackproof writes a fresh token there for each drill)"
+        );
+        let rc = self.receiver(receiver).ok_or_else(|| format!("alertmanager.yml has no receiver `{receiver}` (drill.receiver)"))?;
+        let files: BTreeSet<Option<&str>> = rc
+            .webhook_configs
+            .iter()
+            .map(|w| w.extra.get("http_config").and_then(|h| h.get("authorization")).and_then(|a| a.get("credentials_file")).and_then(|f| f.as_str()))
+            .collect();
+        match files.into_iter().collect::<Vec<_>>().as_slice() {
+            [Some(f)] if f.starts_with('/') => Ok(f.to_string()),
+            [Some(f)] => Err(format!("{hint}; `{f}` is not an absolute path in the container")),
+            [] => Err(format!("the drill receiver `{receiver}` has no webhook_configs")),
+            [None] => Err(hint),
+            _ => Err(format!("{hint}; every webhook of the receiver must read the same file")),
+        }
     }
 
     /// Route an alert the way Alertmanager does: depth first, children in order, a

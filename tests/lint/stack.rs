@@ -187,6 +187,15 @@ fn inhibit_rule_matching_nothing() {
 }
 
 #[test]
+fn drill_receiver_without_its_token_file() {
+    let c = Copy::new();
+    c.replace(AM, "            credentials_file: /run/secrets/drill/token\n", "");
+    let line = c.line_of(AM, "- name: stackproof-drill");
+    let hit = assert_finding(&c.lint(), Error, "drill.receiver_auth", AM, line);
+    assert!(hit.message.contains("credentials_file: /run/secrets/drill/token"), "{}", hit.message);
+}
+
+#[test]
 fn drill_swallowed_by_a_route() {
     let c = Copy::new();
     c.replace(AM, "matchers: [drill=\"true\"]", "matchers: [drill=\"tru\"]");

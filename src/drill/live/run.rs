@@ -9,6 +9,7 @@ use super::host::{self, Marker, Silence};
 use super::plan::{Live, Plan};
 use super::report::{AlertResult, LiveReport};
 use super::twins::{Fault, SLOW_DELAY};
+use crate::drill::auth;
 use crate::drill::observe::{exporter_answers, host_time, snapshot, Snapshot};
 use crate::drill::webhook::{self, Webhook};
 use crate::drill::{ensure_running, hit, hit_print, round2, watch, Goal};
@@ -92,7 +93,12 @@ pub async fn undo(conn: &Conn, stack: &Stack, ep: &Endpoints, client: &reqwest::
         done.push(format!("fault `{}` removed", m.fault.as_deref().unwrap_or("")));
     }
     if m.exporter_stopped || !exporter_answers(client, ep, &he.metrics_path).await {
-        let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: he, mode: choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd) };
+        let exp = Exporter {
+            ssh: &conn.ssh,
+            stack: &stack.manifest.name,
+            cfg: he,
+            mode: choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd, conn.state.linger),
+        };
         ensure_running(&exp, client, ep, &he.metrics_path, quiet).await?;
         done.push("host exporter running".into());
     }
@@ -176,6 +182,12 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
         }
     }
     let hook = Webhook::start().await.map_err(|e| Error::io("127.0.0.1:0 (drill webhook)", e))?;
+    // As the outage drill (drill::auth): Alertmanager's webhook count before anything can
+    // reach the webhook, and this drill's token in the Alertmanager container before the
+    // tunnel opens, so that only Alertmanager's deliveries count.
+    let token_file = crate::drill::bounds(stack, false).map_err(crate::drill::refused)?.token_file;
+    let am_before = auth::am_metrics(client, &ep.alertmanager).await;
+    auth::install_token(conn, stack, &token_file, hook.token()).await?;
     // A stackproof killed moments ago still holds the drill port through its SSH master
     // until that master's ControlPersist ends: ask again (the one poll loop) until then.
     let within = Instant::now() + Duration::from_secs(crate::remote::ssh::CONTROL_PERSIST_SECS as u64 + 2);
@@ -198,8 +210,17 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
             )
         })?;
     }
+    if let Err(e) = auth::check_tunnel(&conn.ssh, d.port).await {
+        conn.ssh.close_reverse_tunnel(d.port, hook.port).await;
+        return Err(e);
+    }
     let host_t0 = host_time(client, &ep).await;
-    let exp = Exporter { ssh: &conn.ssh, stack: &stack.manifest.name, cfg: he, mode: choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd) };
+    let exp = Exporter {
+        ssh: &conn.ssh,
+        stack: &stack.manifest.name,
+        cfg: he,
+        mode: choose_mode(conn.ssh.host().supervisor, conn.state.has_systemd, conn.state.linger),
+    };
     let mut ch =
         Changes { conn, marker: Marker { token: token.into(), pid: std::process::id(), started: chrono::Utc::now().to_rfc3339(), ..Default::default() } };
     let mut silences: Vec<Silence> = vec![];
@@ -364,11 +385,21 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
     // Leave the host as found, whatever happened above.
     let undone = undo(conn, stack, &ep, client, &ch.marker, quiet).await;
     conn.ssh.close_reverse_tunnel(d.port, hook.port).await;
-    drop(hook);
     let mut error = None;
     if let Err(e) = &undone {
         error = Some(format!("cleaning up: {e} (the next drill, verify or deploy retries)"));
     }
+    // Every delivery the webhook took must be one Alertmanager counted.
+    let after = auth::am_metrics(client, &ep.alertmanager).await;
+    if let Some(why) = auth::shortfall(am_before.as_deref(), after.as_deref(), &d.receiver, hook.received().len()) {
+        error = Some(error.map(|e| format!("{e}; {why}")).unwrap_or(why));
+    }
+    if let Some(note) = auth::refused_note(&hook) {
+        if !quiet {
+            eprintln!("  ! {note}");
+        }
+    }
+    drop(hook);
     let interrupted = match outcome {
         Ok(i) => i,
         Err(e) => {
