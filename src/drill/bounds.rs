@@ -207,15 +207,9 @@ pub fn bounds(stack: &Stack, real: bool) -> Result<Bounds, String> {
 pub fn compute(stack: &Stack, prom: &PromConfig, rules: &[RuleFile], am: &AmConfig, real: bool) -> Result<Bounds, String> {
     let m = &stack.manifest;
     let d = &m.drill;
-    let job = prom.job(&d.job).ok_or_else(|| format!("the Prometheus config has no scrape job `{}` (drill.job)", d.job))?;
+    prom.job(&d.job).ok_or_else(|| format!("the Prometheus config has no scrape job `{}` (drill.job)", d.job))?;
     let s = prom.scrape_interval(&d.job).unwrap_or_default();
-    let timeout = job
-        .scrape_timeout
-        .as_ref()
-        .and_then(|t| t.duration().ok())
-        .or_else(|| prom.global.scrape_timeout.as_ref().and_then(|t| t.duration().ok()))
-        .unwrap_or(Duration::from_secs(10))
-        .min(s);
+    let timeout = prom.scrape_timeout(&d.job).unwrap_or_default();
     let global_offset = prom.global.extra.get("rule_query_offset").and_then(|v| v.as_str()).and_then(|t| crate::stack::prometheus::parse_duration(t).ok());
     let (dg, dr) = find_alert(rules, &d.alert).ok_or_else(|| format!("the drill alert `{}` is in no rule file of the stack", d.alert))?;
     let (rg, rr) = find_alert(rules, &d.real_alert).ok_or_else(|| format!("the real alert `{}` is in no rule file of the stack", d.real_alert))?;

@@ -378,7 +378,7 @@ pub async fn journal_tail(ssh: &Ssh, n: usize) -> Result<Vec<serde_json::Value>>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -426,7 +426,7 @@ mod tests {
     }
 
     /// Run a script the way `Ssh::script` does on the host: `sh -c SCRIPT sh ARGS…`.
-    fn sh(script: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    pub(crate) fn sh(script: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
         use std::io::Write;
         let mut c = std::process::Command::new("sh")
             .arg("-c")
@@ -442,7 +442,8 @@ mod tests {
         c.wait_with_output().unwrap()
     }
 
-    fn mode(p: &std::path::Path) -> u32 {
+    /// A file's permission bits.
+    pub(crate) fn mode(p: &std::path::Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }

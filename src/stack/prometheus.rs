@@ -181,6 +181,19 @@ impl Config {
         let j = self.job(job)?;
         Some(j.scrape_interval.as_ref().and_then(|t| t.duration().ok()).unwrap_or_else(|| self.global_scrape_interval()))
     }
+
+    /// A job's scrape timeout as Prometheus applies it: its own, else the global one, else
+    /// Prometheus' 10 s default, never more than its scrape interval.
+    pub fn scrape_timeout(&self, job: &str) -> Option<Duration> {
+        let j = self.job(job)?;
+        let t = j
+            .scrape_timeout
+            .as_ref()
+            .and_then(|t| t.duration().ok())
+            .or_else(|| self.global.scrape_timeout.as_ref().and_then(|t| t.duration().ok()))
+            .unwrap_or(Duration::from_secs(10));
+        Some(t.min(self.scrape_interval(job)?))
+    }
 }
 
 // ---------------------------------------------------------------------------------------

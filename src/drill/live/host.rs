@@ -247,27 +247,7 @@ pub async fn resolve_twins(client: &reqwest::Client, ep: &Endpoints) -> std::res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sh(script: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
-        use std::io::Write;
-        let mut c = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("sh")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(stdin).unwrap();
-        c.wait_with_output().unwrap()
-    }
-
-    fn mode(p: &std::path::Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-    }
+    use crate::remote::layout::tests::{mode, sh};
 
     #[test]
     fn twins_are_readable_by_the_containers_and_run_files_private() {

@@ -128,15 +128,9 @@ pub fn plan(stack: &Stack, names: &[String], all: bool, real: bool) -> Result<Pl
             }
         }
     }
-    let job = prom.job(&d.job).ok_or_else(|| format!("the Prometheus config has no scrape job `{}` (drill.job)", d.job))?;
+    prom.job(&d.job).ok_or_else(|| format!("the Prometheus config has no scrape job `{}` (drill.job)", d.job))?;
     let s = prom.scrape_interval(&d.job).unwrap_or_default();
-    let st = job
-        .scrape_timeout
-        .as_ref()
-        .and_then(|t| t.duration().ok())
-        .or_else(|| prom.global.scrape_timeout.as_ref().and_then(|t| t.duration().ok()))
-        .unwrap_or(Duration::from_secs(10))
-        .min(s);
+    let st = prom.scrape_timeout(&d.job).unwrap_or_default();
     let (dg, dr) = find(&rules, &d.alert).ok_or_else(|| format!("the drill alert `{}` is in no rule file of the stack", d.alert))?;
     let e = dg.interval_or(prom.evaluation_interval());
     let max_for = dr.for_duration().max(e);
