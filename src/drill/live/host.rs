@@ -200,7 +200,7 @@ pub async fn silence(
     let status = r.status();
     let v: serde_json::Value = r.json().await.map_err(|e| fail(e.to_string()))?;
     let id = v["silenceID"].as_str().filter(|_| status.is_success()).ok_or_else(|| fail(format!("{status}: {v}")))?;
-    Ok(Silence { id: id.to_string(), alert: alert.to_string(), matchers: matchers.to_vec(), until: until.to_rfc3339() })
+    Ok(Silence { id: id.to_string(), alert: alert.to_string(), matchers: matchers.to_vec(), until: until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) })
 }
 
 /// The receivers the *running* Alertmanager sends each twin to (its loaded config, not
