@@ -198,9 +198,63 @@ pub async fn evaluate(client: &reqwest::Client, prometheus: &str, criteria: &[Ga
 pub async fn evaluate_on(ssh: &Ssh, stack: &Stack) -> std::result::Result<Verdict, String> {
     let port = stack.manifest.service_port("prometheus").ok_or("the manifest gives prometheus no port")?;
     let local = ssh.tunnel(port).await.map_err(|e| e.to_string())?;
-    let mut v = evaluate(crate::remote::http::Http::new().client(), &format!("http://127.0.0.1:{local}"), &stack.manifest.gate.criteria).await?;
+    let http = crate::remote::http::Http::new();
+    let mut v = evaluate(http.client(), &format!("http://127.0.0.1:{local}"), &stack.manifest.gate.criteria).await?;
     unpaged(&mut v, ssh.host().unpaged.as_deref());
+    if let Some(am) = stack.manifest.service_port("alertmanager") {
+        // Best effort: an Alertmanager that does not answer leaves the verdict as it is.
+        let silences = async {
+            let local = ssh.tunnel(am).await.ok()?;
+            let r = http.client().get(format!("http://127.0.0.1:{local}/api/v2/silences")).send().await.ok()?;
+            r.json::<Value>().await.ok()
+        };
+        if let Some(s) = silences.await {
+            drill_aftermath(&mut v, &drill_silences(&s, chrono::Utc::now()));
+        }
+    }
     Ok(v)
+}
+
+/// The live drill's silences still in force (from Alertmanager's `/api/v2/silences`):
+/// the silenced alert's name and when the silence ends (pure).
+pub fn drill_silences(silences: &Value, now: chrono::DateTime<chrono::Utc>) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+    let mut latest: std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>> = Default::default();
+    let found = silences
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["createdBy"] == crate::drill::live::host::SILENCE_BY && s["status"]["state"] == "active")
+        .filter_map(|s| {
+            let ends = chrono::DateTime::parse_from_rfc3339(s["endsAt"].as_str()?).ok()?.with_timezone(&chrono::Utc);
+            let alert = s["matchers"].as_array()?.iter().find(|m| m["name"] == "alertname")?["value"].as_str()?.to_string();
+            (ends > now).then_some((alert, ends))
+        });
+    for (alert, ends) in found {
+        let e = latest.entry(alert).or_insert(ends);
+        *e = (*e).max(ends);
+    }
+    latest.into_iter().collect()
+}
+
+/// While a live drill's aftermath lasts (its faults are still inside the windows of the
+/// real rules they drove, which fire then, silenced), the suite criteria and the firing
+/// alerts read what the drill caused on purpose: the gate says so and holds at yellow
+/// (neither go nor the `--on-red` rollback) until the last of its silences ends (pure).
+pub fn drill_aftermath(v: &mut Verdict, active: &[(String, chrono::DateTime<chrono::Utc>)]) {
+    let Some(until) = active.iter().map(|(_, t)| *t).max() else { return };
+    let alerts: Vec<&str> = active.iter().map(|(a, _)| a.as_str()).collect();
+    v.findings.push(Finding {
+        name: "drill aftermath".into(),
+        query: String::new(),
+        value: None,
+        level: Level::Yellow,
+        note: format!(
+            "a live drill (`stackproof drill`) caused {} on purpose; its effects last until {} (silenced): held at yellow",
+            alerts.join(", "),
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    });
+    v.level = Level::Yellow;
 }
 
 /// A host that knowingly pages nobody (`unpaged:` in its entry) is never green: the gate
@@ -237,6 +291,46 @@ pub fn render_text(v: &Verdict) -> String {
     }
     out.push_str(&format!("gate: {} ({} criteria)\n", level_word(v.level).to_uppercase(), v.findings.len()));
     out
+}
+
+#[cfg(test)]
+mod aftermath_tests {
+    use super::*;
+
+    fn silence(by: &str, state: &str, alert: &str, ends: &str) -> Value {
+        serde_json::json!({"createdBy": by, "status": {"state": state}, "endsAt": ends,
+            "matchers": [{"name": "alertname", "value": alert}, {"name": "job", "value": "host-exporter"}]})
+    }
+
+    #[test]
+    fn a_live_drills_silences_hold_a_red_gate_at_yellow_until_they_end() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T13:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let all = Value::Array(vec![
+            silence("stackproof drill", "active", "TestErrorRateCritical", "2026-11-30T13:05:00Z"),
+            silence("stackproof drill", "active", "TestErrorRateCritical", "2026-11-30T13:04:00Z"),
+            silence("stackproof drill", "active", "SlowOperation", "2026-11-30T13:10:00Z"),
+            silence("stackproof drill", "expired", "HostExporterDown", "2026-11-30T12:59:00Z"),
+            silence("alice", "active", "HostCpuHigh", "2026-11-30T14:00:00Z"),
+        ]);
+        let active = drill_silences(&all, now);
+        assert_eq!(
+            active.iter().map(|(a, t)| format!("{a} {}", t.format("%H:%M"))).collect::<Vec<_>>(),
+            ["SlowOperation 13:10", "TestErrorRateCritical 13:05"]
+        );
+
+        let red = Finding { name: "error rate".into(), query: "q".into(), value: Some(1.0), level: Level::Red, note: String::new() };
+        let mut v = Verdict { level: Level::Red, findings: vec![red], duration_ms: 1 };
+        drill_aftermath(&mut v, &active);
+        assert_eq!(v.level, Level::Yellow, "held, neither go nor rollback");
+        let note = &v.findings.last().unwrap().note;
+        assert!(note.contains("SlowOperation, TestErrorRateCritical") && note.contains("2026-11-30T13:10:00Z"), "{note}");
+
+        // Once the silences have ended, nothing is held.
+        let later = now + chrono::Duration::minutes(11);
+        let mut v = Verdict { level: Level::Red, findings: vec![], duration_ms: 1 };
+        drill_aftermath(&mut v, &drill_silences(&all, later));
+        assert_eq!(v.level, Level::Red);
+    }
 }
 
 #[cfg(test)]

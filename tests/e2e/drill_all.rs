@@ -135,6 +135,11 @@ fn drill_all_proves_the_causable_alerts_live_within_five_minutes_and_pages_nobod
     }
     let h = std::fs::read_to_string(&report).unwrap();
     assert!(h.contains("Alert coverage") && h.contains("TestErrorRateCritical") && h.contains("production host"), "HTML coverage section");
+    // While the faults' aftermath lasts the gate holds at yellow (exit 3), saying why,
+    // rather than reading the drill's own faults as a red go/no-go.
+    let g = sp(&["gate", "--host", "sandbox", "--format", "json"]);
+    assert_eq!(g.status.code(), Some(3), "{}", text(&g));
+    assert!(text(&g).contains("drill aftermath") && text(&g).contains("TestErrorRateCritical"), "{}", text(&g));
 }
 
 /// Start `drill ARGS`, read its progress until a line contains `until`, SIGKILL it.

@@ -171,6 +171,9 @@ pub async fn reload_twins(client: &reqwest::Client, ep: &Endpoints, want: &[Stri
 
 // ---- Alertmanager ----------------------------------------------------------------------
 
+/// The `createdBy` of the drill's silences: how the gate recognises a drill's aftermath.
+pub const SILENCE_BY: &str = "stackproof drill";
+
 /// Silence `alert` with `matchers` (name = value) until `until`; returns its id.
 pub async fn silence(
     client: &reqwest::Client,
@@ -185,7 +188,7 @@ pub async fn silence(
         "matchers": ms,
         "startsAt": chrono::Utc::now().to_rfc3339(),
         "endsAt": until.to_rfc3339(),
-        "createdBy": "stackproof drill",
+        "createdBy": SILENCE_BY,
         "comment": format!("stackproof drill: {alert}'s condition is caused on purpose; this silence ends by itself"),
     });
     let url = format!("{}/api/v2/silences", ep.alertmanager);
