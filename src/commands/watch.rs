@@ -106,7 +106,7 @@ pub async fn run(host_name: &str, stack: &Stack, opts: WatchOptions) -> Result<i
             _ = &mut stop => break "signal".to_string(),
         }
         n += 1;
-        let drill = opts.drill_every.is_some_and(|k| n % k == 0);
+        let drill = opts.drill_every.is_some_and(|k| n.is_multiple_of(k));
         let drilling = AtomicBool::new(false);
         let mut fut = std::pin::pin!(run_once(host_name, stack, n, &watch_id, drill, &drilling));
         let (run, stopping) = tokio::select! {
