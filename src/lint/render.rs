@@ -11,6 +11,8 @@ pub fn render_text(findings: &[Finding]) -> String {
 pub fn render_report_text(report: &Report) -> String {
     let findings = &report.findings;
     let mut out = String::new();
+    // A note's hint is said once: ten rules with the same note would repeat it ten times.
+    let mut hinted = std::collections::BTreeSet::new();
     for f in findings {
         let at = match (f.line, f.column) {
             (Some(l), Some(c)) => format!("{}:{l}:{c}", f.file),
@@ -18,7 +20,7 @@ pub fn render_report_text(report: &Report) -> String {
             _ => f.file.clone(),
         };
         out.push_str(&format!("{at}: {}[{}]: {}\n", f.severity.as_str(), f.code, f.message));
-        if !f.hint.is_empty() {
+        if !f.hint.is_empty() && (f.severity != Severity::Info || hinted.insert((f.code, f.hint.as_str()))) {
             out.push_str(&format!("  = hint: {}\n", f.hint));
         }
     }
@@ -41,4 +43,22 @@ pub fn render_json(findings: &[Finding]) -> serde_json::Value {
 /// JSON output: `{"findings": [...], "alerts": [...]}` (alerts: the offline proofs).
 pub fn render_report_json(report: &Report) -> serde_json::Value {
     serde_json::json!({ "findings": report.findings, "alerts": report.alerts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(severity: Severity, line: usize) -> Finding {
+        Finding { severity, code: "x.y", file: "r.yml".into(), line: Some(line), column: None, message: format!("m{line}"), hint: "do h".into() }
+    }
+
+    #[test]
+    fn a_notes_hint_is_said_once_an_errors_every_time() {
+        let notes = render_text(&[f(Severity::Info, 1), f(Severity::Info, 2), f(Severity::Info, 3)]);
+        assert_eq!(notes.matches("= hint: do h").count(), 1, "{notes}");
+        assert!(notes.contains("r.yml:3: info[x.y]: m3"), "{notes}");
+        let errors = render_text(&[f(Severity::Error, 1), f(Severity::Error, 2)]);
+        assert_eq!(errors.matches("= hint: do h").count(), 2, "{errors}");
+    }
 }
