@@ -140,6 +140,18 @@ pub async fn run(conn: &Conn, stack: &Stack, opts: &DrillOptions) -> Result<Dril
     run_with(conn, stack, &b, opts).await
 }
 
+/// Why a notification counted for the real alert's receivers cannot be said to be its
+/// own (pure): Alertmanager counting per integration only (0.25) while other alerts were
+/// active, whose pages count the same.
+pub fn unattributable(by_receiver: bool, others_active: &std::collections::BTreeSet<String>, real_alert: &str) -> Option<String> {
+    (!by_receiver && !others_active.is_empty()).then(|| {
+        format!(
+            "other alerts were active in Alertmanager during the drill ({}): it counts notifications per integration only, so their pages cannot be told from {real_alert}'s; run the real drill again once they have resolved (or silence them)",
+            others_active.iter().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 /// The error for a drill refused by its bounds.
 pub fn refused(msg: String) -> Error {
     let hint = if msg.contains("drill.timeout") {
@@ -258,6 +270,10 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         out.push(Goal::new(format!("{} handed to {}", b.real_alert, b.inputs.real_receivers.join(", ")), "outage", b.real_notified));
     }
     let mut real_fail_note = None::<String>;
+    // Other alerts active in Alertmanager while the real drill runs (`--drill-real`): where
+    // Alertmanager counts notifications per integration only (0.25), their pages count
+    // alongside the real alert's and cannot be told from it.
+    let mut others_active = std::collections::BTreeSet::<String>::new();
     let interrupted = tokio::select! {
         _ = watch(&mut out, t0, quiet, || snapshot(client, &ep, &d.job, opts.real), |s, g, start, quiet| {
             if s.job_all("down") { hit(&mut g[0], start, quiet) }
@@ -280,6 +296,13 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
                 Some("pending") => hit(&mut g[5], start, quiet),
                 _ => {}
             }
+            if opts.real {
+                others_active.extend(
+                    s.am.iter()
+                        .filter(|(n, st)| st == "active" && *n != b.alert && *n != b.real_alert && !n.starts_with("StackproofTwin_"))
+                        .map(|(n, _)| n.clone()),
+                );
+            }
             if opts.real && g[6].seen.is_some() && g[7].open() {
                 if let (Some(before), Some(now)) = (&metrics_before, &s.am_metrics) {
                     // Our own drill deliveries count under `webhook` too when Alertmanager
@@ -294,6 +317,9 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
                     }
                     if failed > 0.0 {
                         let msg = format!("Alertmanager counted {failed} failed notification(s) for {} (alertmanager_notifications_failed_total{}): the real receiver did not take it — a placeholder URL? replace it in alertmanager.yml", b.inputs.real_receivers.join(", "), if by_receiver { "" } else { ", counted per integration" });
+                        g[7].failed = Some(msg.clone());
+                        real_fail_note = Some(msg);
+                    } else if let Some(msg) = (sent >= 1.0).then(|| unattributable(by_receiver, &others_active, &b.real_alert)).flatten() {
                         g[7].failed = Some(msg.clone());
                         real_fail_note = Some(msg);
                     } else if sent >= 1.0 {
@@ -479,6 +505,16 @@ pub(crate) async fn ensure_running(exp: &Exporter<'_>, client: &reqwest::Client,
 mod tests {
     use super::*;
     use crate::verify::Status;
+
+    #[test]
+    fn a_page_counted_per_integration_is_the_real_alerts_only_when_nothing_else_was_active() {
+        let none = std::collections::BTreeSet::new();
+        let other: std::collections::BTreeSet<String> = ["TestErrorRateCritical".to_string()].into();
+        assert_eq!(unattributable(false, &none, "HostExporterDown"), None);
+        assert_eq!(unattributable(true, &other, "HostExporterDown"), None, "counted per receiver: attributable");
+        let why = unattributable(false, &other, "HostExporterDown").unwrap();
+        assert!(why.contains("TestErrorRateCritical") && why.contains("HostExporterDown"), "{why}");
+    }
 
     #[test]
     fn counters_by_integration_and_receiver() {

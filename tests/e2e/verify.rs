@@ -149,6 +149,9 @@ impl World {
                     format!("--listen=127.0.0.1:{}", ports.host),
                     "--interval=30s".into(),
                     "--tests=host_exporter/tests.json".into(),
+                    // As the manifest starts it: it then exposes suite_fault_mode, which
+                    // the manifest declares (no fault file exists: no fault).
+                    format!("--fault-file={}", data.join("host-exporter.fault").display()),
                 ])
                 .current_dir(&current),
         );

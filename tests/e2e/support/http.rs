@@ -25,6 +25,47 @@ pub fn http_get(url: &str, auth: Option<(&str, &str)>) -> Result<(u16, String), 
     get(url, &[], auth)
 }
 
+/// POST (with a JSON body) or DELETE `url`: (status, body).
+pub fn http_send(method: &str, url: &str, body: Option<&Value>) -> Result<(u16, String), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+        let mut r = c.request(method.parse().map_err(|e| format!("{e}"))?, url);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let resp = r.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await.map_err(|e| e.to_string())?))
+    })
+}
+
+/// Silences, in the sandbox's Alertmanager, every alert but the named ones for a few
+/// minutes, and expires that silence when dropped: isolates a test that reads
+/// Alertmanager's notification counters from the alerts earlier tests left firing.
+pub struct SilenceOthers(String);
+
+impl SilenceOthers {
+    pub fn except(alerts: &[&str]) -> SilenceOthers {
+        let now = chrono::Utc::now();
+        let body = serde_json::json!({
+            "matchers": [{"name": "alertname", "value": alerts.join("|"), "isRegex": true, "isEqual": false}],
+            "startsAt": now.to_rfc3339(), "endsAt": (now + chrono::Duration::minutes(10)).to_rfc3339(),
+            "createdBy": "stackproof e2e", "comment": "isolates a test from alerts earlier tests left firing",
+        });
+        let (status, text) = http_send("POST", "http://127.0.0.1:9093/api/v2/silences", Some(&body)).expect("Alertmanager answers");
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        SilenceOthers(v["silenceID"].as_str().unwrap().to_string())
+    }
+}
+
+impl Drop for SilenceOthers {
+    fn drop(&mut self) {
+        let _ = http_send("DELETE", &format!("http://127.0.0.1:9093/api/v2/silence/{}", self.0), None);
+    }
+}
+
 /// An instant query against the sandbox's Prometheus (127.0.0.1:9090 on this machine):
 /// the first sample's value.
 pub fn prom(query: &str) -> Option<f64> {
