@@ -226,11 +226,7 @@ pub async fn run_with(conn: &Conn, stack: &Stack, b: &Bounds, opts: &DrillOption
         ));
     }
     let host_t0 = host_time(client, &ep).await;
-    let metrics_before = if opts.real { client.get(format!("{}/metrics", ep.alertmanager)).send().await.ok() } else { None };
-    let metrics_before = match metrics_before {
-        Some(r) => r.text().await.ok(),
-        None => None,
-    };
+    let metrics_before = if opts.real { auth::am_metrics(client, &ep.alertmanager).await } else { None };
 
     // A real drill pages a person with the stack's real alert: say in its annotations
     // that it is a drill. The rules read this marker (`stackproof_drill_until_seconds >

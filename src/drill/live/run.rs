@@ -282,7 +282,7 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
                 ch.save().await?;
             }
             let runs_before = exporter_view(client, &ep, &he.metrics_path).await.map(|v| v.runs).unwrap_or(0.0);
-            let metrics_before = if opts.real { am_metrics(client, &ep).await } else { None };
+            let metrics_before = if opts.real { auth::am_metrics(client, &ep.alertmanager).await } else { None };
             // Cause it.
             let written = Instant::now();
             if *fault == Fault::Stop {
@@ -313,13 +313,28 @@ pub async fn run(conn: &Conn, stack: &Stack, plan: &Plan, opts: &Options, token:
                     [Goal::new(format!("{} firing", l.watch), "fault", l.fire_bound), Goal::new(format!("{} delivered", l.watch), "fault", l.deliver_bound)]
                 })
                 .collect();
+            // `--real`: every alert active in Alertmanager since the fault began (the
+            // per-integration counter of 0.25 cannot tell their pages apart).
+            let mut active_seen = std::collections::BTreeSet::<String>::new();
             let interrupted = tokio::select! {
                 _ = watch(&mut goals, t0, quiet, || snapshot(client, &ep, &d.job, opts.real), |s, g, start, quiet| {
                     let got = hook.received();
+                    if opts.real {
+                        active_seen.extend(s.am.iter().filter(|(_, st)| st == "active").map(|(n, _)| n.clone()));
+                    }
                     for (i, l) in lives.iter().enumerate() {
                         if s.prom_state(&l.watch) == Some("firing") { hit(&mut g[2 * i], start, quiet) }
                         let seen = if opts.real && l.twin.is_some() {
-                            real_delivered(s, &l.watch, metrics_before.as_deref())
+                            let by_receiver = s.am_metrics.as_deref().is_some_and(crate::drill::observe::per_receiver);
+                            let others: std::collections::BTreeSet<String> = active_seen.iter().filter(|n| **n != l.watch).cloned().collect();
+                            match real_delivered(s, &l.watch, metrics_before.as_deref()) {
+                                Some(at) => match crate::drill::unattributable(by_receiver, &others, &l.watch) {
+                                    Some(why) if g[2 * i + 1].open() => { g[2 * i + 1].failed = Some(why); None }
+                                    Some(_) => None,
+                                    None => Some(at),
+                                },
+                                None => None,
+                            }
                         } else {
                             webhook::first(&got, start, &l.watch, "firing", host_t0).map(|r| r.at)
                         };
@@ -426,10 +441,6 @@ fn fail(results: &mut [AlertResult], alert: &str, why: &str) {
     if let Some(r) = results.iter_mut().find(|r| r.alert == alert) {
         r.reason = why.to_string();
     }
-}
-
-async fn am_metrics(client: &reqwest::Client, ep: &Endpoints) -> Option<String> {
-    client.get(format!("{}/metrics", ep.alertmanager)).send().await.ok()?.text().await.ok()
 }
 
 /// `--real`: the twin is active in Alertmanager and Alertmanager counted a notification
